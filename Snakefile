@@ -1,0 +1,25 @@
+# samesky: do foundation models see the same sky?
+#
+#   snakemake --cores 8                                      # embedded default (offline, minutes)
+#   snakemake --cores 8 --configfile config/paper.yaml       # paper preset (Hub data and weights)
+#   snakemake -n                                             # audit the DAG without running it
+#
+# Rules are split by stage under workflow/rules/; helpers and config validation live in common.smk.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/crossmatch.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,62 @@
+"""Config checks that a JSON schema cannot express: names that refer to other entries.
+
+The schema (workflow/schemas/config.schema.yaml) checks keys, types and ranges; this checks that every
+name a pair or model uses exists. Each error names the config key at fault.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .registry import check_models
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _unique(entries: list[dict], key: str) -> dict:
+    seen: dict = {}
+    for i, entry in enumerate(entries):
+        if entry["name"] in seen:
+            raise ConfigError(f"config key {key}[{i}].name: '{entry['name']}' is used twice")
+        seen[entry["name"]] = entry
+    return seen
+
+
+def check_config(config: dict) -> None:
+    datasets = _unique(config["datasets"], "datasets")
+    _unique(config["pairs"], "pairs")
+    mini_surveys = (config.get("mini_universe") or {}).get("surveys", {})
+    for i, d in enumerate(config["datasets"]):
+        key = f"config key datasets[{i}]"
+        if d["source"] == "mini":
+            if "mini_universe" not in config:
+                raise ConfigError(f"{key}.source: 'mini' needs a 'mini_universe' section")
+            if d["survey"] not in mini_surveys:
+                raise ConfigError(f"{key}.survey: '{d['survey']}' is not a survey of mini_universe.surveys {sorted(mini_surveys)}")
+            if mini_surveys[d["survey"]]["kind"] != d["modality"]:
+                raise ConfigError(f"{key}.modality: '{d['modality']}' but mini survey '{d['survey']}' is of kind "
+                                  f"'{mini_surveys[d['survey']]['kind']}'")
+        elif not Path(d["source"]).exists() and not d.get("revision"):
+            raise ConfigError(f"{key}.revision: Hub dataset '{d['source']}' needs a pinned revision")
+    for i, p in enumerate(config["pairs"]):
+        key = f"config key pairs[{i}]"
+        if "dataset" in p:
+            if p["dataset"] not in datasets:
+                raise ConfigError(f"{key}.dataset: unknown dataset '{p['dataset']}'; known: {sorted(datasets)}")
+            if datasets[p["dataset"]]["modality"] != "pair":
+                raise ConfigError(f"{key}.dataset: '{p['dataset']}' is not a pre-crossmatched (modality 'pair') dataset")
+            continue
+        if "rename" in p:
+            raise ConfigError(f"{key}.rename: only a pre-crossmatched pair ('dataset:') can rename columns")
+        for side in ("reference", "other"):
+            name = p[side]
+            if name not in datasets:
+                raise ConfigError(f"{key}.{side}: unknown dataset '{name}'; known: {sorted(datasets)}")
+            if datasets[name]["modality"] == "pair":
+                raise ConfigError(f"{key}.{side}: '{name}' is already a pair; crossmatch parent datasets")
+        if datasets[p["reference"]]["survey"] == datasets[p["other"]]["survey"]:
+            raise ConfigError(f"{key}: reference and other are the same survey '{datasets[p['other']]['survey']}'")
+    check_models(config.get("models", []))
+

@@ -1,0 +1,158 @@
+"""The galaxy population of the mini universe: latent properties, sky positions and rest-frame SEDs.
+
+Every observable of every survey is drawn from these few latent properties, so that two surveys' views
+of one galaxy share information (what alignment measures) and the properties can be recovered from the
+data (what the probes measure):
+
+- redshift z: shifts spectra and colours, sets apparent size and brightness;
+- log M* (stellar mass): brightness, size, velocity dispersion, quenching probability, metallicity;
+- log Z_MW (log10 of Z/Z_sun, mass-weighted): metal absorption depth, 4000 A break, [NII]/Halpha;
+- t_age (mass-weighted age, Gyr): 4000 A break, red continuum;
+- log sSFR (yr^-1): blue continuum and emission-line strength;
+- dust A_V, bulge fraction, axis ratio and position angle: nuisance parameters seen by images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+C_KMS = 299792.458
+Z_SUN = 0.019  # the solar metallicity PROVABGS uses for Z_MW
+
+# rest wavelengths (A, vacuum) of the emission lines and their strength relative to Halpha for a
+# solar-metallicity star-forming galaxy; metallicity then tilts [NII] up and [OIII] down.
+EMISSION_LINES = {
+    "OII_3727": (3728.5, 0.9), "Hdelta": (4102.9, 0.07), "Hgamma": (4341.7, 0.16),
+    "Hbeta": (4862.7, 0.35), "OIII_4960": (4960.3, 0.12), "OIII_5008": (5008.2, 0.36),
+    "NII_6550": (6549.9, 0.10), "Halpha": (6564.6, 1.0), "NII_6585": (6585.3, 0.30),
+    "SII_6718": (6718.3, 0.17), "SII_6733": (6732.7, 0.12),
+}
+# absorption features of old, metal-rich stars (centre A, width A, base depth)
+ABSORPTION_LINES = [
+    (3934.8, 8.0, 0.35), (3969.6, 8.0, 0.30), (4305.0, 12.0, 0.12), (5176.7, 15.0, 0.12),
+    (5270.0, 10.0, 0.06), (5895.0, 10.0, 0.08), (8542.0, 10.0, 0.05), (8662.0, 10.0, 0.04),
+]
+
+
+def draw_properties(n: int, rng: np.random.Generator, environment: np.ndarray | None = None) -> pd.DataFrame:
+    """Latent properties for ``n`` galaxies; ``environment`` (0..1) raises the quenched fraction."""
+    from astropy.cosmology import Planck18
+
+    env = np.zeros(n) if environment is None else np.asarray(environment, float)
+    z = np.clip(0.02 + rng.gamma(2.4, 0.15, n), 0.02, 1.4)
+    log_mstar = np.clip(rng.normal(10.0, 0.55, n) + 0.6 * z, 8.5, 11.9)
+    p_quiescent = 1 / (1 + np.exp(-(log_mstar - 10.55) / 0.25)) * (1 - 0.35 * (1 - env)) + 0.25 * env
+    quiescent = rng.random(n) < np.clip(p_quiescent, 0, 0.95)
+    log_ssfr = np.where(
+        quiescent,
+        rng.normal(-11.9, 0.35, n),
+        rng.normal(-9.75, 0.28, n) - 0.25 * (log_mstar - 10.0) + 0.6 * np.log10(1 + z),
+    )
+    t_universe = Planck18.age(z).value
+    # mass-weighted age: old for quenched galaxies, younger the more star-forming
+    frac = np.where(quiescent, rng.beta(7, 2.5, n), np.clip(0.55 - 0.18 * (log_ssfr + 9.75) + rng.normal(0, 0.08, n), 0.12, 0.8))
+    t_age = np.clip(frac * (t_universe - 0.3), 0.5, None)
+    log_z_mw = np.clip(-0.35 + 0.28 * (log_mstar - 10.0) + 0.1 * quiescent + rng.normal(0, 0.12, n), -1.3, 0.45)
+    a_v = np.clip(0.15 + 0.45 * (log_ssfr + 10.5) / 1.5 + 0.25 * (log_mstar - 10) + rng.normal(0, 0.12, n), 0, 2.0)
+    a_v = np.where(quiescent, np.clip(a_v * 0.3, 0, 0.4), a_v)
+
+    # size-mass relation (kpc), smaller when quenched, then to arcsec
+    r_eff_kpc = 10 ** (0.22 * (log_mstar - 10.5) + 0.6 - 0.18 * quiescent + rng.normal(0, 0.12, n))
+    kpc_per_arcsec = Planck18.angular_diameter_distance(z).to_value("kpc") / 206264.806
+    r_eff = np.clip(r_eff_kpc / kpc_per_arcsec, 0.15, 8.0)
+    bulge_fraction = np.clip(np.where(quiescent, rng.normal(0.7, 0.12, n), rng.normal(0.22, 0.12, n)), 0.02, 0.98)
+    axis_ratio = np.clip(np.where(quiescent, rng.uniform(0.55, 1.0, n), rng.uniform(0.2, 1.0, n)), 0.15, 1)
+    sigma_v = np.clip(10 ** (0.3 * (log_mstar - 10.0) + 2.05 + rng.normal(0, 0.05, n)), 40, 400)
+
+    # absolute r magnitude from a mass-to-light ratio that grows with age, then the distance modulus
+    log_ml = -0.2 + 0.55 * np.log10(t_age) + 0.1 * log_z_mw + 0.2 * a_v / 1.0
+    abs_mag_r = 4.65 - 2.5 * (log_mstar - log_ml)
+    mag_r = abs_mag_r + Planck18.distmod(z).value - 2.5 * np.log10(1 + z) * 0.5
+
+    return pd.DataFrame({
+        "z": z, "log_mstar": log_mstar, "log_z_mw": log_z_mw, "t_age_gyr": t_age, "log_ssfr": log_ssfr,
+        "quiescent": quiescent, "a_v": a_v, "mag_r": mag_r, "r_eff_arcsec": r_eff,
+        "bulge_fraction": bulge_fraction, "axis_ratio": axis_ratio,
+        "position_angle_deg": rng.uniform(0, 180, n), "sigma_v_kms": sigma_v, "environment": env,
+    })
+
+
+def draw_positions(n: int, rng: np.random.Generator, ra_center: float, dec_center: float, width_deg: float,
+                   n_clusters: int, cluster_fraction: float, cluster_radius_arcsec: float):
+    """Clustered sky positions in a square patch: a Neyman-Scott process over a uniform field.
+
+    Returns ra, dec (deg, ra wrapped to [0, 360)) and a 0..1 environment density proxy (1 at a cluster
+    centre). The patch may straddle RA = 0/360; offsets are applied in the tangent plane.
+    """
+    n_cl = int(round(n * cluster_fraction)) if n_clusters > 0 else 0
+    half = width_deg / 2
+    x = rng.uniform(-half, half, n)
+    y = rng.uniform(-half, half, n)
+    env = np.zeros(n)
+    if n_cl:
+        centres = rng.uniform(-0.8 * half, 0.8 * half, (n_clusters, 2))
+        host = rng.integers(0, n_clusters, n_cl)
+        scale = cluster_radius_arcsec / 3600
+        off = rng.normal(0, scale, (n_cl, 2))
+        x[:n_cl] = np.clip(centres[host, 0] + off[:, 0], -half, half)
+        y[:n_cl] = np.clip(centres[host, 1] + off[:, 1], -half, half)
+        env[:n_cl] = np.exp(-0.5 * (off ** 2).sum(1) / scale**2)
+    dec = dec_center + y
+    ra = np.mod(ra_center + x / np.cos(np.radians(dec)), 360.0)
+    return ra, dec, env
+
+
+def offset_positions(ra, dec, dx_arcsec, dy_arcsec):
+    """Move positions by small tangent-plane offsets (arcsec east, north)."""
+    dec2 = dec + np.asarray(dy_arcsec) / 3600
+    ra2 = np.mod(ra + np.asarray(dx_arcsec) / 3600 / np.cos(np.radians(dec)), 360.0)
+    return ra2, dec2
+
+
+def _planck(wave_a, temperature):
+    """Blackbody f_lambda (arbitrary units) at wavelengths in Angstrom."""
+    x = 1.4388e8 / (wave_a * temperature)  # hc / (lambda k T), lambda in A
+    return wave_a ** -5 / np.expm1(np.clip(x, 1e-6, 700))
+
+
+def continuum(wave_rest, t_age, log_z, log_ssfr, a_v):
+    """Rest-frame continuum f_lambda (arbitrary units) of one galaxy."""
+    t_old = 4300 + 1400 / (1 + t_age / 1.5) - 250 * log_z
+    old = _planck(wave_rest, t_old)
+    # 4000 A break: stronger for old and metal-rich populations
+    depth = np.clip(0.12 + 0.45 * (1 - np.exp(-t_age / 3.0)) + 0.12 * log_z, 0.05, 0.8)
+    old = old * (1 - depth / (1 + np.exp((wave_rest - 4000.0) / 25.0)))
+    young = _planck(wave_rest, 17000.0) * 10 ** (log_ssfr + 9.6) * 2.0
+    sed = old / _planck(5500.0, t_old) + young / _planck(5500.0, 17000.0) * 0.4
+    absorb = np.ones_like(wave_rest)
+    metal = (1 + 0.8 * log_z) * np.clip(t_age / 6.0, 0.2, 1.3) ** 0.5
+    for centre, width, base in ABSORPTION_LINES:
+        absorb -= np.clip(base * metal, 0, 0.7) * np.exp(-0.5 * ((wave_rest - centre) / width) ** 2)
+    return sed * np.clip(absorb, 0.05, 1) * 10 ** (-0.4 * a_v * (wave_rest / 5500.0) ** -0.8)
+
+
+def line_fluxes(log_ssfr, log_z, a_v, continuum_halpha):
+    """Emission-line fluxes (flux * A, same units as the continuum) for one galaxy."""
+    ew_halpha = 10 ** (1.25 + 0.85 * (log_ssfr + 9.75))  # A, ~18 A on the main sequence
+    ew_halpha = 0.0 if log_ssfr < -11.2 else ew_halpha
+    halpha = ew_halpha * continuum_halpha
+    out = {}
+    for name, (wave, ratio) in EMISSION_LINES.items():
+        if name.startswith("NII"):
+            ratio *= 10 ** (0.9 * log_z)
+        elif name.startswith("OIII"):
+            ratio *= 10 ** (-1.1 * log_z)
+        dust = 10 ** (-0.4 * a_v * ((wave / 6564.6) ** -0.8 - 1))  # relative to Halpha
+        out[name] = (wave, halpha * ratio * dust)
+    return out
+
+
+def band_flux_ratios(wave_obs_bands, z, t_age, log_z, log_ssfr, a_v, ref_wave=6175.0):
+    """Mean f_nu in each band relative to the r band, from the continuum seen at redshift z."""
+    wave_obs_bands = np.asarray(wave_obs_bands, float)
+    grid = np.linspace(-0.1, 0.1, 9)  # a 20%-wide top-hat filter
+    waves = np.concatenate([wave_obs_bands, [ref_wave]])[:, None] * (1 + grid)[None, :]
+    f_lam = continuum(waves / (1 + z), t_age, log_z, log_ssfr, a_v)
+    f_nu = (f_lam * waves**2).mean(axis=1)
+    return f_nu[:-1] / f_nu[-1]

@@ -1,0 +1,173 @@
+"""Paired datasets: two surveys' rows of the same objects, joined by object id.
+
+Every pair dataset has the same layout whichever way it was made (crossmatched here from two parent
+datasets, or downloaded pre-crossmatched and audited):
+
+- ``object_id``, ``ra``, ``dec``: the reference survey's (HSC's) id and position;
+- ``separation_arcsec``: the on-sky distance of the pair (NaN where a pre-crossmatched set lacks one side's
+  position);
+- ``<survey>_<column>`` for each parent column, e.g. ``hsc_image``, ``legacysurvey_image``,
+  ``desi_spectrum``, ``desi_Z``, ``hsc_object_id``, ``desi_ra`` (the Smith42 crossmatched sets' naming).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from .crossmatch import (
+    CrossmatchError,
+    check_unique_ids,
+    match_one_to_one,
+    nearest_separation_arcsec,
+    separation_arcsec,
+)
+
+log = logging.getLogger(__name__)
+
+REQUIRED_PARENT_COLUMNS = ("object_id", "ra", "dec")
+
+
+def require_columns(column_names, required, name: str) -> None:
+    missing = [c for c in required if c not in column_names]
+    if missing:
+        raise CrossmatchError(f"{name}: missing column(s) {missing}; has {sorted(column_names)}")
+
+
+def _finite_rows(ds, name: str) -> tuple[np.ndarray, int]:
+    ra = np.asarray(ds["ra"], dtype=float)
+    dec = np.asarray(ds["dec"], dtype=float)
+    good = np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90)
+    n_bad = int((~good).sum())
+    if n_bad:
+        log.warning("%s: dropping %d rows with missing or invalid ra/dec before matching", name, n_bad)
+    return np.flatnonzero(good), n_bad
+
+
+def crossmatch_datasets(ref, other, ref_survey: str, other_survey: str, radius_arcsec: float,
+                        ref_name: str = "reference", other_name: str = "other"):
+    """Match two parent datasets one-to-one within the radius and join their rows.
+
+    Returns ``(pair_dataset, pairs_frame, summary)``. Rows with invalid coordinates are dropped and
+    counted; duplicate object ids and an empty match are errors.
+    """
+    from datasets import concatenate_datasets
+
+    if ref_survey == other_survey:
+        raise CrossmatchError(f"cannot pair survey '{ref_survey}' with itself: column names would collide")
+    for ds, name in ((ref, ref_name), (other, other_name)):
+        require_columns(ds.column_names, REQUIRED_PARENT_COLUMNS, name)
+        check_unique_ids(ds["object_id"], name)
+    ref_rows, ref_bad = _finite_rows(ref, ref_name)
+    other_rows, other_bad = _finite_rows(other, other_name)
+    ref_ra, ref_dec = np.asarray(ref["ra"], float)[ref_rows], np.asarray(ref["dec"], float)[ref_rows]
+    oth_ra, oth_dec = np.asarray(other["ra"], float)[other_rows], np.asarray(other["dec"], float)[other_rows]
+
+    match = match_one_to_one(ref_ra, ref_dec, oth_ra, oth_dec, radius_arcsec, names=(ref_name, other_name))
+    if match.n_matched == 0:
+        nearest = nearest_separation_arcsec(ref_ra, ref_dec, oth_ra, oth_dec)
+        raise CrossmatchError(
+            f"crossmatch of {ref_name} ({len(ref_rows)} objects) and {other_name} ({len(other_rows)} objects) "
+            f"found no pair within {radius_arcsec} arcsec (closest separation: {nearest:.3g} arcsec); "
+            "check that the two datasets cover the same sky"
+        )
+    ref_idx = ref_rows[match.left_index]
+    oth_idx = other_rows[match.right_index]
+    left = _prefixed(ref.select(ref_idx), ref_survey)
+    right = _prefixed(other.select(oth_idx), other_survey)
+    paired = concatenate_datasets([left, right], axis=1)
+    paired = _add_key_columns(
+        paired,
+        object_id=np.asarray(ref["object_id"]).astype(str)[ref_idx],
+        ra=ref_ra[match.left_index],
+        dec=ref_dec[match.left_index],
+        sep=match.separation_arcsec,
+    )
+    pairs = pd.DataFrame({
+        "object_id": paired["object_id"],
+        f"{ref_survey}_object_id": paired[f"{ref_survey}_object_id"],
+        f"{other_survey}_object_id": paired[f"{other_survey}_object_id"],
+        f"{ref_survey}_ra": ref_ra[match.left_index],
+        f"{ref_survey}_dec": ref_dec[match.left_index],
+        f"{other_survey}_ra": oth_ra[match.right_index],
+        f"{other_survey}_dec": oth_dec[match.right_index],
+        "separation_arcsec": match.separation_arcsec,
+    })
+    summary = {"method": "crossmatch", "radius_arcsec": radius_arcsec, **match.summary(),
+               "dropped_bad_coordinates_left": ref_bad, "dropped_bad_coordinates_right": other_bad}
+    return paired, pairs, summary
+
+
+def audit_crossmatched(ds, ref_survey: str, other_survey: str, radius_arcsec: float, rename: dict | None = None,
+                       name: str = "dataset", require_positions: bool = True):
+    """Bring a downloaded pre-crossmatched set into the pair layout and check it against the radius.
+
+    ``rename`` maps the set's own column names to ours (e.g. ``{"image": "hsc_image"}``). Pairs further
+    apart than the radius are dropped and counted. Where one side's position columns are absent the
+    separations cannot be checked: that is an error if ``require_positions``, else logged and recorded.
+    """
+    rename = dict(rename or {})
+    missing = [src for src in rename if src not in ds.column_names]
+    if missing:
+        raise CrossmatchError(f"{name}: columns {missing} named in the config's 'rename' are absent; has {ds.column_names}")
+    ds = ds.rename_columns(rename) if rename else ds
+    if "object_id" not in ds.column_names:
+        if f"{ref_survey}_object_id" not in ds.column_names:
+            raise CrossmatchError(f"{name}: no 'object_id' or '{ref_survey}_object_id' column; has {ds.column_names}")
+        ds = ds.add_column("object_id", [str(v) for v in ds[f"{ref_survey}_object_id"]])
+    check_unique_ids(ds["object_id"], name)
+
+    pos = [f"{s}_{c}" for s in (ref_survey, other_survey) for c in ("ra", "dec")]
+    absent = [c for c in pos if c not in ds.column_names]
+    n_total = len(ds)
+    if absent:
+        message = f"{name}: cannot check pair separations, position column(s) {absent} absent"
+        if require_positions:
+            raise CrossmatchError(message + " (set crossmatch.require_positions: false to accept it unchecked)")
+        log.warning(message + "; the set is taken as matched by its authors, separations recorded as NaN")
+        sep = np.full(n_total, np.nan)
+        keep = np.arange(n_total)
+        status = "unverifiable"
+    else:
+        sep = separation_arcsec(ds[pos[0]], ds[pos[1]], ds[pos[2]], ds[pos[3]])
+        good = np.isfinite(sep) & (sep <= radius_arcsec)
+        keep = np.flatnonzero(good)
+        if len(keep) < n_total:
+            log.warning("%s: dropping %d of %d pairs further apart than %s arcsec or without positions",
+                        name, n_total - len(keep), n_total, radius_arcsec)
+        status = "checked"
+    if len(keep) == 0:
+        raise CrossmatchError(f"{name}: no pair left within {radius_arcsec} arcsec after the audit")
+    ds = ds.select(keep)
+    ra_col = f"{ref_survey}_ra" if f"{ref_survey}_ra" in ds.column_names else "ra"
+    dec_col = f"{ref_survey}_dec" if f"{ref_survey}_dec" in ds.column_names else "dec"
+    require_columns(ds.column_names, [ra_col, dec_col], name)
+    ids = np.asarray(ds["object_id"]).astype(str)
+    ra, dec = np.asarray(ds[ra_col], float), np.asarray(ds[dec_col], float)
+    ds = ds.remove_columns([c for c in ("object_id", "ra", "dec", "separation_arcsec") if c in ds.column_names])
+    paired = _add_key_columns(ds, object_id=ids, ra=ra, dec=dec, sep=sep[keep])
+    pairs = pd.DataFrame({"object_id": ids, "ra": ra, "dec": dec, "separation_arcsec": sep[keep]})
+    finite = sep[keep][np.isfinite(sep[keep])]
+    summary = {
+        "method": "audit", "radius_arcsec": radius_arcsec, "audit_status": status,
+        "n_left": n_total, "n_right": n_total, "matched": len(keep),
+        "unmatched_left": n_total - len(keep), "unmatched_right": n_total - len(keep),
+        "beyond_radius": n_total - len(keep),
+        "max_separation_arcsec": float(finite.max()) if len(finite) else float("nan"),
+        "median_separation_arcsec": float(np.median(finite)) if len(finite) else float("nan"),
+    }
+    return paired, pairs, summary
+
+
+def _prefixed(ds, survey: str):
+    return ds.rename_columns({c: f"{survey}_{c}" for c in ds.column_names})
+
+
+def _add_key_columns(ds, object_id, ra, dec, sep):
+    ds = ds.flatten_indices() if getattr(ds, "_indices", None) is not None else ds
+    for col, values in (("separation_arcsec", sep), ("dec", dec), ("ra", ra), ("object_id", object_id)):
+        ds = ds.add_column(col, list(values))
+    order = ["object_id", "ra", "dec", "separation_arcsec"]
+    return ds.select_columns(order + [c for c in ds.column_names if c not in order])

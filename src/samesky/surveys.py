@@ -1,0 +1,38 @@
+"""Facts about the surveys of the study: bands, wavelength grids, flux units.
+
+Sources: the Multimodal Universe dataset builders (band names, pixel scales, cutout sizes) and
+STUDY.md section 1 (DESI and SDSS grids).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# DESI coadd grid: linear in vacuum wavelength, 0.8 A steps (the paper's "3600-9800" rounds it).
+DESI_WAVE_MIN, DESI_WAVE_MAX, DESI_NPIX = 3600.0, 9824.0, 7781
+# SDSS: log10-lambda grid with 1e-4 dex pixels; each plate starts near 3800 A and ends near 9200 A.
+SDSS_LOGLAM_STEP = 1e-4
+FLUX_UNIT = "1e-17 erg / (s cm2 Angstrom)"
+
+
+def desi_wavelength() -> np.ndarray:
+    return np.linspace(DESI_WAVE_MIN, DESI_WAVE_MAX, DESI_NPIX)
+
+
+def sdss_wavelength(loglam_start: float, npix: int) -> np.ndarray:
+    return 10.0 ** (loglam_start + SDSS_LOGLAM_STEP * np.arange(npix))
+
+
+# Effective wavelengths (A) of the imaging bands, used to give each band its colour and PSF.
+BAND_WAVELENGTH = {
+    "HSC-G": 4770.0, "HSC-R": 6175.0, "HSC-I": 7711.0, "HSC-Z": 8898.0, "HSC-Y": 9762.0,
+    "DES-G": 4800.0, "DES-R": 6400.0, "DES-I": 7800.0, "DES-Z": 9200.0,
+    "F090W": 9020.0, "F115W": 11540.0, "F150W": 15010.0, "F200W": 19890.0,
+    "F277W": 27620.0, "F356W": 35680.0, "F444W": 44080.0,
+}
+
+
+def band_letter(band: str) -> str:
+    """'HSC-G' -> 'g', 'DES-Z' -> 'z', 'F444W' -> 'f444w': the name preprocessing selects bands by."""
+    band = band.strip()
+    return band.split("-")[-1].lower() if "-" in band else band.lower()

@@ -1,0 +1,52 @@
+# Config validation and the helpers every stage uses. Validation runs when the workflow is parsed, so a
+# bad config stops `snakemake` (and `snakemake -n`) before any job starts.
+
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # the package, whether pip-installed or not
+
+from samesky.config import check_config
+
+validate(config, "../schemas/config.schema.yaml")
+check_config(config)
+
+DATASETS = {d["name"]: d for d in config["datasets"]}
+PAIRS = {p["name"]: p for p in config["pairs"]}
+RESULTS = "results"
+MINI_HUB = f"{RESULTS}/mini_universe/hub"
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS) or "NO_DATASET",
+    pair="|".join(PAIRS) or "NO_PAIR",
+
+
+def dataset_source(name):
+    """Where the download rule loads a dataset from: a Hub id, a local folder, or the mini universe."""
+    d = DATASETS[name]
+    return f"{MINI_HUB}/{d['survey']}" if d["source"] == "mini" else d["source"]
+
+
+def download_inputs(wildcards):
+    # only the mini universe is made here; Hub ids and local folders are read as they are
+    return [MINI_HUB] if DATASETS[wildcards.dataset]["source"] == "mini" else []
+
+
+def pair_inputs(wildcards):
+    p = PAIRS[wildcards.pair]
+    names = [p["dataset"]] if "dataset" in p else [p["reference"], p["other"]]
+    return {name: f"{RESULTS}/data/{name}" for name in names}
+
+
+def uses_mini_universe():
+    return any(d["source"] == "mini" for d in DATASETS.values())
+
+
+def all_targets():
+    targets = [f"{RESULTS}/crossmatch/summary.csv"]
+    if uses_mini_universe():
+        targets.append(f"{RESULTS}/crossmatch/truth_recovery.csv")
+    return targets

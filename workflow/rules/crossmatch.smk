@@ -1,0 +1,60 @@
+# Crossmatch: one-to-one nearest pairs within the radius (astropy), or the audit of a downloaded
+# pre-crossmatched set against the same radius. Every pair ends in the same layout (samesky.pairs).
+
+
+rule crossmatch:
+    input:
+        unpack(pair_inputs),
+    output:
+        dataset=directory(f"{RESULTS}/crossmatch/{{pair}}/dataset"),
+        pairs=f"{RESULTS}/crossmatch/{{pair}}/pairs.csv",
+        summary=f"{RESULTS}/crossmatch/{{pair}}/summary.csv",
+        provenance=f"{RESULTS}/crossmatch/{{pair}}/provenance.json",
+    params:
+        pair=lambda wildcards: PAIRS[wildcards.pair],
+        datasets=lambda wildcards: {n: DATASETS[n] for n in pair_inputs(wildcards)},
+        radius_arcsec=config["crossmatch"]["radius_arcsec"],
+        require_positions=config["crossmatch"].get("require_positions", True),
+    log:
+        f"{RESULTS}/logs/crossmatch/{{pair}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/crossmatch/{{pair}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/crossmatch.py"
+
+
+rule crossmatch_summary:
+    input:
+        expand(f"{RESULTS}/crossmatch/{{pair}}/summary.csv", pair=PAIRS),
+    output:
+        f"{RESULTS}/crossmatch/summary.csv",
+    log:
+        f"{RESULTS}/logs/crossmatch_summary.log",
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/crossmatch_summary.py"
+
+
+rule crossmatch_truth_recovery:
+    """Embedded default only: how many true pairs of the mini universe each crossmatch recovered."""
+    input:
+        truth=f"{RESULTS}/mini_universe/truth.parquet",
+        pairs=expand(f"{RESULTS}/crossmatch/{{pair}}/pairs.csv", pair=PAIRS),
+    output:
+        f"{RESULTS}/crossmatch/truth_recovery.csv",
+    params:
+        pairs=[PAIRS[p] for p in PAIRS],
+        datasets=DATASETS,
+    log:
+        f"{RESULTS}/logs/crossmatch_truth_recovery.log",
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/crossmatch_truth_recovery.py"

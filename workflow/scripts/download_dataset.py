@@ -1,0 +1,22 @@
+"""Snakemake adapter: load one dataset with `datasets.load_dataset` and save it locally."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
+
+from samesky.hub import download_dataset  # noqa: E402
+from samesky.io import setup_logging, write_json  # noqa: E402
+from samesky.provenance import record  # noqa: E402
+
+setup_logging(snakemake.log[0])
+spec = snakemake.params.spec
+info = download_dataset(
+    snakemake.params.source,
+    snakemake.output.data,
+    revision=spec.get("revision"),
+    split=spec.get("split", "train"),
+    config_name=spec.get("config_name"),
+    cache_dir=Path(snakemake.output.data).parent,
+)
+write_json(snakemake.output.provenance, record(snakemake.config, "download_dataset", dataset=spec["name"], **info))

@@ -15,6 +15,13 @@ configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    pair="|".join(PAIRS),
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/crossmatch.smk"
 

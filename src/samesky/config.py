@@ -8,11 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .errors import ConfigError
 from .registry import check_models
-
-
-class ConfigError(ValueError):
-    pass
 
 
 def _unique(entries: list[dict], key: str) -> dict:

@@ -75,7 +75,7 @@ def check_unique_ids(ids, name: str) -> None:
     dup = values[counts > 1]
     if len(dup):
         raise CrossmatchError(
-            f"{name}: field 'object_id' has {len(dup)} duplicated values, e.g. {list(dup[:5])}; "
+            f"{name}: field 'object_id' has {len(dup)} duplicated values, e.g. {[str(v) for v in dup[:5]]}; "
             "pairs are joined by object id, so ids must be unique"
         )
 

@@ -6,6 +6,8 @@ stage; this table is what config validation checks model names against.
 
 from __future__ import annotations
 
+from .errors import ConfigError
+
 MODELS: dict[str, dict[str, str]] = {
     "astropt": {"small": "Smith42/astroPT_v2.0", "base": "Smith42/astroPT_v2.0", "large": "Smith42/astroPT_v2.0"},
     "convnextv2": {size: f"facebook/convnextv2-{size}-22k-224" for size in ("nano", "tiny", "base", "large")},
@@ -22,9 +24,9 @@ def check_models(models: list[dict]) -> None:
     for i, entry in enumerate(models):
         family = entry["family"]
         if family not in MODELS:
-            raise ValueError(f"config key models[{i}].family: unknown model family '{family}'; known: {sorted(MODELS)}")
+            raise ConfigError(f"config key models[{i}].family: unknown model family '{family}'; known: {sorted(MODELS)}")
         for j, size in enumerate(entry["sizes"]):
             if size not in MODELS[family]:
-                raise ValueError(
+                raise ConfigError(
                     f"config key models[{i}].sizes[{j}]: unknown size '{size}' of {family}; known: {list(MODELS[family])}"
                 )

@@ -15,17 +15,12 @@ check_config(config)
 
 DATASETS = {d["name"]: d for d in config["datasets"]}
 PAIRS = {p["name"]: p for p in config["pairs"]}
-RESULTS = "results"
+RESULTS = config.get("results", "results")  # one folder per preset, so presets never overwrite each other
 MINI_HUB = f"{RESULTS}/mini_universe/hub"
 
 
-wildcard_constraints:
-    dataset="|".join(DATASETS) or "NO_DATASET",
-    pair="|".join(PAIRS) or "NO_PAIR",
-
-
 def dataset_source(name):
-    """Where the download rule loads a dataset from: a Hub id, a local folder, or the mini universe."""
+    """Where a dataset is downloaded from (a Hub id, a local folder, or the mini universe)."""
     d = DATASETS[name]
     return f"{MINI_HUB}/{d['survey']}" if d["source"] == "mini" else d["source"]
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 C_KMS = 299792.458
 Z_SUN = 0.019  # the solar metallicity PROVABGS uses for Z_MW
@@ -122,7 +123,7 @@ def continuum(wave_rest, t_age, log_z, log_ssfr, a_v):
     old = _planck(wave_rest, t_old)
     # 4000 A break: stronger for old and metal-rich populations
     depth = np.clip(0.12 + 0.45 * (1 - np.exp(-t_age / 3.0)) + 0.12 * log_z, 0.05, 0.8)
-    old = old * (1 - depth / (1 + np.exp((wave_rest - 4000.0) / 25.0)))
+    old = old * (1 - depth * expit(-(wave_rest - 4000.0) / 25.0))
     young = _planck(wave_rest, 17000.0) * 10 ** (log_ssfr + 9.6) * 2.0
     sed = old / _planck(5500.0, t_old) + young / _planck(5500.0, 17000.0) * 0.4
     absorb = np.ones_like(wave_rest)

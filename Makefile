@@ -1,0 +1,41 @@
+# Set-up and entry points. Two commands do everything on a fresh machine (Debian, Python 3.11, no GPU):
+#   make run    # create the pinned environment, then run the embedded default: snakemake --cores 8
+#   make test   # create the pinned environment, then run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORES ?= 8
+
+.PHONY: env run test dryrun lint lock clean
+
+env: $(VENV)/.installed
+
+# torch==2.13.0 in the lock takes the CPU build where it is on disk (see requirements/cpu.txt).
+$(VENV)/.installed: requirements/cpu.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -r requirements/cpu.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip check
+	touch $@
+
+run: env
+	$(BIN)/snakemake --cores $(CORES)
+
+test: env
+	$(BIN)/python -m pytest
+
+dryrun: env
+	$(BIN)/snakemake -n
+	$(BIN)/snakemake -n --configfile config/paper.yaml
+
+lint: env
+	$(BIN)/snakemake --lint
+	$(BIN)/snakemake --lint --configfile config/paper.yaml
+
+# Rewrite the lock from the current environment (after a deliberate upgrade).
+lock: env
+	{ grep '^#' requirements/cpu.txt; $(BIN)/pip freeze --exclude-editable | sed 's/+cpu$$//'; } > requirements/cpu.txt.new
+	mv requirements/cpu.txt.new requirements/cpu.txt
+
+clean:
+	rm -rf results .snakemake

@@ -1,0 +1,47 @@
+"""Shared fixtures: the repository root, the configs, and one small mini universe per test session."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture()
+def default_config() -> dict:
+    with open(REPO / "config.yaml") as fh:
+        return yaml.safe_load(fh)
+
+
+@pytest.fixture()
+def paper_config(default_config) -> dict:
+    """config/paper.yaml merged over config.yaml, as `--configfile config/paper.yaml` does."""
+    from snakemake.utils import update_config
+
+    with open(REPO / "config" / "paper.yaml") as fh:
+        paper = yaml.safe_load(fh)
+    merged = copy.deepcopy(default_config)
+    update_config(merged, paper)
+    return merged
+
+
+@pytest.fixture(scope="session")
+def mini(tmp_path_factory):
+    """A 400-galaxy mini universe built with the default survey settings (built once, ~20 s)."""
+    from samesky.mini_universe import build_mini_universe
+
+    with open(REPO / "config.yaml") as fh:
+        cfg = yaml.safe_load(fh)["mini_universe"]
+    cfg["n_galaxies"] = 400
+    root = tmp_path_factory.mktemp("mini")
+    truth = build_mini_universe(cfg, 7, root / "hub", root / "truth.parquet")
+    return {"root": root, "hub": root / "hub", "truth": truth, "cfg": cfg}

@@ -1,0 +1,87 @@
+"""Config validation: the schema and the reference checks stop a bad config and name the key."""
+
+import copy
+import subprocess
+import sys
+
+import pytest
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from samesky.config import ConfigError, check_config
+
+SCHEMA = "workflow/schemas/config.schema.yaml"
+
+
+def _validate(repo, config):
+    validate(config, str(repo / SCHEMA))
+    check_config(config)
+
+
+def test_both_presets_are_valid(repo, default_config, paper_config):
+    _validate(repo, default_config)
+    _validate(repo, paper_config)
+    assert paper_config["preset"] == "paper" and paper_config["results"] != default_config["results"]
+    assert {d["source"] for d in paper_config["datasets"]} == {
+        "Smith42/jwst_hsc_crossmatched", "Smith42/legacysurvey_hsc_crossmatched",
+        "Smith42/desi_hsc_crossmatched", "Smith42/sdss_hsc_crossmatched"}
+    sizes = sum(len(m["sizes"]) for m in paper_config["models"])
+    assert sizes == 17, "the paper's 17 model sizes (16 vision + Specformer)"
+
+
+def _broken(config, path, value):
+    config = copy.deepcopy(config)
+    *parents, last = path
+    node = config
+    for key in parents:
+        node = node[key]
+    if value is KeyError:
+        del node[last]
+    else:
+        node[last] = value
+    return config
+
+
+@pytest.mark.parametrize("path, value, message", [
+    (("crossmatch", "radius_arcsec"), KeyError, "'radius_arcsec' is a required property"),
+    (("crossmatch", "radius_arcsec"), 0, "instance['crossmatch']['radius_arcsec']"),
+    (("alignment", "k"), [10, 0], "instance['alignment']['k'][1]"),
+    (("seed",), "forty-two", "instance['seed']"),
+    (("models", 0, "family"), "resnet", "instance['models'][0]['family']"),
+    (("crossmatch", "radius"), 1.0, "Additional properties are not allowed ('radius' was unexpected)"),
+])
+def test_schema_errors_name_the_key(repo, default_config, path, value, message):
+    with pytest.raises(WorkflowError) as err:
+        _validate(repo, _broken(default_config, path, value))
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("path, value, message", [
+    (("models", 2, "sizes"), ["small", "colossal"], "config key models[2].sizes[1]: unknown size 'colossal' of dinov2"),
+    (("pairs", 1, "other"), "euclid", "config key pairs[1].other: unknown dataset 'euclid'"),
+    (("datasets", 1, "name"), "hsc", "config key datasets[1].name: 'hsc' is used twice"),
+    (("datasets", 3, "modality"), "image", "config key datasets[3].modality: 'image' but mini survey 'desi'"),
+])
+def test_reference_errors_name_the_key(repo, default_config, path, value, message):
+    with pytest.raises(ConfigError, match=None) as err:
+        _validate(repo, _broken(default_config, path, value))
+    assert message in str(err.value)
+
+
+def test_a_hub_dataset_without_revision_is_refused(repo, paper_config):
+    broken = copy.deepcopy(paper_config)
+    del broken["datasets"][0]["revision"]
+    with pytest.raises(ConfigError, match=r"datasets\[0\].revision: Hub dataset 'Smith42/jwst_hsc_crossmatched'"):
+        _validate(repo, broken)
+
+
+def test_snakemake_stops_before_any_job_on_a_bad_config(repo, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("alignment:\n  k: [0]\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(bad)],
+        cwd=repo, capture_output=True, text=True,
+    )
+    assert proc.returncode != 0
+    assert "instance['alignment']['k'][0]" in proc.stderr + proc.stdout
+    assert "Job stats" not in proc.stdout

@@ -1,0 +1,84 @@
+"""Joining two surveys' rows into one paired dataset, and auditing pre-crossmatched sets."""
+
+import numpy as np
+import pytest
+from datasets import Dataset
+
+from samesky.crossmatch import CrossmatchError
+from samesky.pairs import audit_crossmatched, crossmatch_datasets
+
+ARCSEC = 1 / 3600
+
+
+def _parent(ids, ra, dec, payload):
+    return Dataset.from_dict({"object_id": ids, "ra": ra, "dec": dec, "payload": payload})
+
+
+def test_rows_are_joined_by_position_whatever_their_order():
+    rng = np.random.default_rng(3)
+    n = 50
+    ra, dec = rng.uniform(0, 0.05, n), rng.uniform(0, 0.05, n)
+    ref = _parent([f"h{i}" for i in range(n)], ra, dec, [f"hsc-of-{i}" for i in range(n)])
+    perm = rng.permutation(n)[:40]  # the other survey sees 40 of them, in another order
+    other = _parent([f"d{i}" for i in perm], ra[perm] + 0.2 * ARCSEC, dec[perm], [f"desi-of-{i}" for i in perm])
+    paired, pairs, summary = crossmatch_datasets(ref, other, "hsc", "desi", 1.0)
+    assert summary["matched"] == 40 and summary["unmatched_left"] == 10
+    assert paired.column_names[:4] == ["object_id", "ra", "dec", "separation_arcsec"]
+    for row in paired:
+        i = row["object_id"][1:]
+        assert row["hsc_object_id"] == f"h{i}"
+        assert row["desi_object_id"] == f"d{i}"
+        assert row["hsc_payload"] == f"hsc-of-{i}" and row["desi_payload"] == f"desi-of-{i}"
+    assert list(pairs.columns) == ["object_id", "hsc_object_id", "desi_object_id", "hsc_ra", "hsc_dec",
+                                   "desi_ra", "desi_dec", "separation_arcsec"]
+    assert np.allclose(pairs["separation_arcsec"], 0.2, atol=0.01)
+
+
+def test_rows_with_nan_coordinates_are_dropped_and_counted():
+    ref = _parent(["a", "b"], [1.0, np.nan], [0.0, 0.0], ["x", "y"])
+    other = _parent(["c"], [1.0], [0.0], ["z"])
+    _, _, summary = crossmatch_datasets(ref, other, "hsc", "desi", 1.0)
+    assert summary["dropped_bad_coordinates_left"] == 1 and summary["matched"] == 1
+
+
+def test_duplicate_ids_missing_columns_and_empty_matches_are_errors():
+    ref = _parent(["a", "a"], [1.0, 2.0], [0.0, 0.0], ["x", "y"])
+    other = _parent(["c"], [1.0], [0.0], ["z"])
+    with pytest.raises(CrossmatchError, match=r"hsc_parent: field 'object_id' has 1 duplicated values, e.g. \['a'\]"):
+        crossmatch_datasets(ref, other, "hsc", "desi", 1.0, ref_name="hsc_parent")
+    with pytest.raises(CrossmatchError, match=r"desi_parent: missing column\(s\) \['dec'\]"):
+        crossmatch_datasets(other, other.remove_columns("dec"), "hsc", "desi", 1.0, other_name="desi_parent")
+    far = _parent(["f"], [50.0], [0.0], ["w"])
+    with pytest.raises(CrossmatchError, match=r"found no pair within 1.0 arcsec \(closest separation: 1.76e\+05 arcsec"):
+        crossmatch_datasets(other, far, "hsc", "desi", 1.0)
+
+
+def _precrossmatched(sep_arcsec):
+    n = len(sep_arcsec)
+    return Dataset.from_dict({
+        "object_id": [str(i) for i in range(n)],
+        "hsc_ra": [10.0] * n, "hsc_dec": [0.0] * n,
+        "desi_ra": [10.0] * n, "desi_dec": list(np.asarray(sep_arcsec) * ARCSEC),
+        "image": [[1.0]] * n, "spectrum": [[2.0]] * n,
+    })
+
+
+def test_audit_drops_pairs_beyond_the_radius_and_renames_columns():
+    ds = _precrossmatched([0.1, 0.5, 1.5])
+    paired, pairs, summary = audit_crossmatched(ds, "hsc", "desi", 1.0,
+                                                rename={"image": "hsc_image", "spectrum": "desi_spectrum"})
+    assert summary["matched"] == 2 and summary["beyond_radius"] == 1 and summary["audit_status"] == "checked"
+    assert "hsc_image" in paired.column_names and "desi_spectrum" in paired.column_names
+    assert paired["object_id"] == ["0", "1"]
+    assert np.allclose(paired["separation_arcsec"], [0.1, 0.5], atol=1e-6)
+
+
+def test_audit_without_positions_is_an_error_or_recorded_as_unverifiable():
+    ds = _precrossmatched([0.1, 0.2]).remove_columns(["desi_ra", "desi_dec"])
+    with pytest.raises(CrossmatchError, match=r"position column\(s\) \['desi_ra', 'desi_dec'\] absent"):
+        audit_crossmatched(ds, "hsc", "desi", 1.0)
+    paired, _, summary = audit_crossmatched(ds, "hsc", "desi", 1.0, require_positions=False)
+    assert summary["audit_status"] == "unverifiable" and summary["matched"] == 2
+    assert np.isnan(paired["separation_arcsec"]).all()
+    with pytest.raises(CrossmatchError, match=r"columns \['img'\] named in the config's 'rename' are absent"):
+        audit_crossmatched(ds, "hsc", "desi", 1.0, rename={"img": "hsc_image"}, require_positions=False)

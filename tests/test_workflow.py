@@ -1,0 +1,71 @@
+"""The Snakemake workflow itself: dry runs of both presets, lint, and a small end-to-end run."""
+
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from samesky.io import load_dataset_dir
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def _snakemake(args, cwd, timeout=900):
+    proc = subprocess.run(SNAKEMAKE + args, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def _job_counts(output: str) -> dict:
+    lines = output.split("Job stats:")[1].splitlines()[3:]
+    counts = {}
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, repo):
+    """A copy of the repository, so the run leaves the developer's results/ alone."""
+    dest = tmp_path_factory.mktemp("repo") / "samesky"
+    shutil.copytree(repo, dest, ignore=shutil.ignore_patterns(".venv", "results", ".snakemake", ".git", "*.egg-info"))
+    return dest
+
+
+def test_dry_run_of_the_embedded_default(workdir):
+    counts = _job_counts(_snakemake(["-n"], workdir))
+    assert counts == {"mini_universe": 1, "download_dataset": 5, "crossmatch": 4, "crossmatch_summary": 1,
+                      "crossmatch_truth_recovery": 1, "all": 1}
+
+
+def test_dry_run_of_the_paper_preset(workdir):
+    counts = _job_counts(_snakemake(["-n", "--configfile", "config/paper.yaml"], workdir))
+    assert counts == {"download_dataset": 4, "crossmatch": 4, "crossmatch_summary": 1, "all": 1}
+
+
+@pytest.mark.parametrize("extra", [[], ["--configfile", "config/paper.yaml"]])
+def test_lint_is_clean(workdir, extra):
+    out = _snakemake(["--lint"] + extra, workdir)
+    assert "Congratulations, your workflow is in a good condition!" in out
+
+
+@pytest.mark.workflow
+def test_end_to_end_on_a_small_mini_universe(workdir):
+    _snakemake(["--cores", "2", "--configfile", "tests/config/test.yaml"], workdir)
+    results = workdir / "results"
+    summary = pd.read_csv(results / "crossmatch" / "summary.csv")
+    assert list(summary["pair"]) == ["jwst_hsc", "legacysurvey_hsc", "desi_hsc", "sdss_hsc"]
+    assert (summary["matched"] > 0).all() and (summary["max_separation_arcsec"] <= 1.0).all()
+    recovery = pd.read_csv(results / "crossmatch" / "truth_recovery.csv")
+    assert (recovery["completeness"] >= 0.99).all(), recovery
+    paired = load_dataset_dir(results / "crossmatch" / "desi_hsc" / "dataset")
+    assert {"object_id", "separation_arcsec", "hsc_image", "desi_spectrum", "desi_Z"} <= set(paired.column_names)
+    for rule_log in ["mini_universe.log", "crossmatch/desi_hsc.log", "download_dataset/hsc.log"]:
+        assert (results / "logs" / rule_log).stat().st_size > 0
+    # a second run finds nothing to do
+    assert "Nothing to be done" in _snakemake(["--cores", "2", "--configfile", "tests/config/test.yaml"], workdir)

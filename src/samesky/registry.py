@@ -1,22 +1,95 @@
 """The model families and sizes of the study (seed 000, Table 3; STUDY.md section 2).
 
-Hub ids are the paper code's. Revisions, parameter counts and pooling are filled in by the embedding
-stage; this table is what config validation checks model names against.
+Each entry holds the facts the embedding stage needs: the Hub id (and AstroPT's subfolder), the revision,
+the parameter count, the input the model takes, and how the embedding is pooled from its output. The
+pooling is the one the paper's code (UniverseTBD/platonic-universe, dd67bf6) used:
+
+- ViT: mean over patch tokens of ``last_hidden_state``, CLS excluded;
+- ConvNeXtV2: spatial mean of ``last_hidden_state`` (not ``pooler_output``, which is layer-normed);
+- DINOv2 with registers: the CLS token of ``last_hidden_state``;
+- I-JEPA: mean over all tokens of ``last_hidden_state`` (it has no CLS token);
+- AstroPT: ``generate_embeddings``: mean over tokens of the middle block's output;
+- Specformer: mean over tokens of the final layer-normed output, the statistics token excluded
+  (platonic-universe; AstroCLIP's probe code includes it: ``specformer_pooling`` selects).
+
+``mini`` is the configuration of the embedded default's small, randomly initialised instance of the same
+architecture (several sizes, so the size axis exists offline).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from .errors import ConfigError
 
-MODELS: dict[str, dict[str, str]] = {
-    "astropt": {"small": "Smith42/astroPT_v2.0", "base": "Smith42/astroPT_v2.0", "large": "Smith42/astroPT_v2.0"},
-    "convnextv2": {size: f"facebook/convnextv2-{size}-22k-224" for size in ("nano", "tiny", "base", "large")},
-    "dinov2": {size: f"facebook/dinov2-with-registers-{size}" for size in ("small", "base", "large", "giant")},
-    "ijepa": {"huge": "facebook/ijepa_vith14_22k", "giant": "facebook/ijepa_vitg16_22k"},
-    "vit": {"base": "google/vit-base-patch16-224-in21k", "large": "google/vit-large-patch16-224-in21k",
-            "huge": "google/vit-huge-patch14-224-in21k"},
-    "specformer": {"base": "polymathic-ai/specformer"},
-}
+# Revisions: no commit SHA could be looked up offline, so the Hub revisions are the default branch; the
+# download rule resolves each to its commit and records it in results/models/<family>/<size>/provenance.json.
+HUB_REVISION = "main"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    family: str
+    size: str
+    hub_id: str
+    params_m: float  # parameters, millions (seed 000, Table 3)
+    modality: str  # image | spectrum
+    pooling: str
+    input_size: int  # pixels on a side for images (the processor resizes), or spectrum pixels
+    mini: dict = field(default_factory=dict)
+    subfolder: str | None = None  # AstroPT keeps each size in a folder of one repository
+    revision: str = HUB_REVISION
+
+    @property
+    def name(self) -> str:
+        return f"{self.family}-{self.size}"
+
+    def gpu_mem_mb(self) -> int:
+        """Rough GPU memory a job needs: fp32 weights twice over plus activations."""
+        return int(2000 + self.params_m * 4 * 2 * 1.0)
+
+
+def _vit_like(hidden, layers, heads, patch=8, image=64):
+    return {"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
+            "intermediate_size": 2 * hidden, "patch_size": patch, "image_size": image}
+
+
+_SPECS = [
+    ModelSpec("astropt", "small", "Smith42/astroPT_v2.0", 15, "image", "middle-block token mean", 160,
+              {"n_embd": 32, "n_layer": 2, "n_head": 2, "patch_size": 8}, subfolder="astropt/015M"),
+    ModelSpec("astropt", "base", "Smith42/astroPT_v2.0", 95, "image", "middle-block token mean", 160,
+              {"n_embd": 48, "n_layer": 4, "n_head": 3, "patch_size": 8}, subfolder="astropt/095M"),
+    ModelSpec("astropt", "large", "Smith42/astroPT_v2.0", 850, "image", "middle-block token mean", 160,
+              {"n_embd": 64, "n_layer": 6, "n_head": 4, "patch_size": 8}, subfolder="astropt/850M"),
+    *[ModelSpec("convnextv2", size, f"facebook/convnextv2-{size}-22k-224", p, "image", "spatial mean", 224,
+                {"hidden_sizes": h, "depths": d, "image_size": 64})
+      for size, p, h, d in [("nano", 15, [8, 16, 32, 64], [1, 1, 2, 1]), ("tiny", 28, [12, 24, 48, 96], [1, 1, 3, 1]),
+                            ("base", 89, [16, 32, 64, 128], [1, 1, 3, 1]), ("large", 198, [24, 48, 96, 192], [1, 1, 4, 1])]],
+    *[ModelSpec("dinov2", size, f"facebook/dinov2-with-registers-{size}", p, "image", "CLS token", 224,
+                {**_vit_like(h, l, nh), "num_register_tokens": 4})
+      for size, p, h, l, nh in [("small", 22, 32, 2, 2), ("base", 86, 48, 3, 3), ("large", 304, 64, 4, 4),
+                                ("giant", 1100, 80, 5, 5)]],
+    ModelSpec("ijepa", "huge", "facebook/ijepa_vith14_22k", 630, "image", "token mean", 224, _vit_like(48, 3, 3)),
+    ModelSpec("ijepa", "giant", "facebook/ijepa_vitg16_22k", 1000, "image", "token mean", 224, _vit_like(64, 4, 4)),
+    *[ModelSpec("vit", size, f"google/vit-{size}-patch{patch}-224-in21k", p, "image", "patch-token mean (CLS excluded)",
+                224, _vit_like(h, l, nh))
+      for size, patch, p, h, l, nh in [("base", 16, 86, 32, 2, 2), ("large", 16, 304, 48, 3, 3), ("huge", 14, 632, 64, 4, 4)]],
+    ModelSpec("specformer", "base", "polymathic-ai/specformer", 43, "spectrum",
+              "final-LayerNorm token mean (statistics token excluded)", 7781,
+              {"embed_dim": 32, "num_layers": 2, "num_heads": 2}),
+]
+
+REGISTRY: dict[tuple[str, str], ModelSpec] = {(s.family, s.size): s for s in _SPECS}
+MODELS: dict[str, list[str]] = {}
+for _s in _SPECS:
+    MODELS.setdefault(_s.family, []).append(_s.size)
+
+
+def get_spec(family: str, size: str) -> ModelSpec:
+    try:
+        return REGISTRY[(family, size)]
+    except KeyError:
+        raise ConfigError(f"unknown model {family}-{size}; known: {sorted(f'{f}-{s}' for f, s in REGISTRY)}") from None
 
 
 def check_models(models: list[dict]) -> None:
@@ -28,5 +101,5 @@ def check_models(models: list[dict]) -> None:
         for j, size in enumerate(entry["sizes"]):
             if size not in MODELS[family]:
                 raise ConfigError(
-                    f"config key models[{i}].sizes[{j}]: unknown size '{size}' of {family}; known: {list(MODELS[family])}"
+                    f"config key models[{i}].sizes[{j}]: unknown size '{size}' of {family}; known: {MODELS[family]}"
                 )

@@ -1,0 +1,1 @@
+"""The embedding stage: models, image and spectrum preparation, batched inference."""

@@ -1,0 +1,150 @@
+"""Embed one column of one paired dataset with one model: batched inference, rows kept by object id."""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import nullcontext
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from tqdm import tqdm
+
+from ..io import atomic_path
+from .images import compute_scaling, image_records, rgb_bands, to_rgb
+from .models import LoadedModel
+from .spectra import SpectrumError, clean_flux
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def _autocast(device: torch.device, bf16: bool):
+    # bf16 autocast only on a GPU; on the CPU we stay in fp32 so results are exact and reproducible
+    return torch.autocast("cuda", dtype=torch.bfloat16) if (bf16 and device.type == "cuda") else nullcontext()
+
+
+def _rows(ds, column: str, batch_size: int):
+    sub = ds.select_columns(["object_id", column]).with_format("numpy")
+    for start in range(0, len(sub), batch_size):
+        batch = sub[start:start + batch_size]
+        yield [str(i) for i in batch["object_id"]], batch[column]
+
+
+def _image_batches(ds, column: str, batch_size: int):
+    sub = ds.select_columns(["object_id", column]).with_format("arrow")
+    for start in range(0, len(sub), batch_size):
+        table = sub[start:start + batch_size]
+        yield [str(i) for i in table.column("object_id").to_pylist()], image_records(table, column)
+
+
+def _records(values):
+    """A numpy-formatted struct column comes back as a list of dicts or a dict of lists: give dicts."""
+    if isinstance(values, dict):
+        keys = list(values)
+        return [dict(zip(keys, vals)) for vals in zip(*(values[k] for k in keys))]
+    return list(values)
+
+
+def embed_images(ds, column: str, survey: str, model: LoadedModel, batch_size: int = 64, device="auto",
+                 bf16: bool = True, scaling_images: int = 10_000, progress: bool = True):
+    """Embeddings of the images in ``ds[column]``; returns (ids, float32 array, per-object frame, meta)."""
+    device = pick_device(device) if isinstance(device, str) else device
+    bands = rgb_bands(survey)
+    sample = ((i, img) for ids, imgs in _image_batches(ds, column, 256) for i, img in zip(ids, imgs))
+    scaling = compute_scaling(sample, bands, max_images=scaling_images)
+    log.info("%s %s: RGB scaling %s", column, bands, scaling.as_dict())
+    model.to(device)
+    ids, chunks, bad_counts, n_all_bad = [], [], [], 0
+    bar = tqdm(total=len(ds), desc=f"embed {column}", disable=not progress, mininterval=5)
+    with torch.inference_mode(), _autocast(device, bf16):
+        for batch_ids, images in _image_batches(ds, column, batch_size):
+            rgb, nbad = zip(*(to_rgb(img, scaling, oid) for oid, img in zip(batch_ids, images)))
+            inputs = {k: v.to(device) for k, v in model.prepare_images(np.stack(rgb)).items()}
+            chunks.append(model.embed(inputs).float().cpu().numpy())
+            ids += batch_ids
+            bad_counts += nbad
+            n_all_bad += sum(n == im.size for n, im in zip(nbad, rgb))
+            bar.update(len(batch_ids))
+    bar.close()
+    emb = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+    frame = pd.DataFrame({"object_id": ids, "n_bad_pixels": bad_counts})
+    meta = {"preprocessing": {"rgb": scaling.as_dict(), "bad_pixels": "set to the channel's low percentile",
+                              "images_with_bad_pixels": int(np.count_nonzero(bad_counts)),
+                              "images_all_bad": int(n_all_bad)}}
+    if n_all_bad:
+        log.warning("%s: %d images have no good pixel in the RGB bands; embedded as blank images", column, n_all_bad)
+    return ids, emb.astype(np.float32), frame, meta
+
+
+def embed_spectra(ds, column: str, model: LoadedModel, batch_size: int = 32, device="auto", bf16: bool = True,
+                  progress: bool = True):
+    """Specformer embeddings of ``ds[column]`` (DESI-grid flux); unusable spectra are skipped and logged."""
+    device = pick_device(device) if isinstance(device, str) else device
+    model.to(device)
+    ids, chunks, skipped, n_fixed = [], [], [], 0
+    bar = tqdm(total=len(ds), desc=f"embed {column}", disable=not progress, mininterval=5)
+    with torch.inference_mode(), _autocast(device, bf16):
+        for batch_ids, spectra in _rows(ds, column, batch_size):
+            fluxes, keep = [], []
+            for oid, spec in zip(batch_ids, _records(spectra)):
+                try:
+                    flux, n = clean_flux(spec["flux"], oid)
+                except SpectrumError as exc:
+                    log.warning("skipping %s", exc)
+                    skipped.append(oid)
+                    continue
+                fluxes.append(flux)
+                keep.append(oid)
+                n_fixed += n
+            if fluxes:
+                x = torch.from_numpy(np.stack(fluxes)).to(device)
+                chunks.append(model.embed({"flux": x}).float().cpu().numpy())
+                ids += keep
+            bar.update(len(batch_ids))
+    bar.close()
+    emb = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+    meta = {"preprocessing": {"spectrum": "flux as given; non-finite values set to the spectrum's finite mean",
+                              "non_finite_values_replaced": n_fixed, "skipped_objects": skipped,
+                              "specformer_pooling": model.specformer_pooling}}
+    return ids, emb.astype(np.float32), pd.DataFrame({"object_id": ids}), meta
+
+
+def write_embeddings(path: str | os.PathLike, ids, emb: np.ndarray, extra: pd.DataFrame | None = None,
+                     metadata: dict | None = None) -> None:
+    """Parquet: ``object_id``, ``embedding`` (fixed-size float32 list), any per-object extras."""
+    import json
+
+    if len(ids) != len(set(ids)):
+        raise ValueError(f"{path}: duplicate object ids among the embeddings")
+    dim = int(emb.shape[1]) if emb.ndim == 2 and len(emb) else 0
+    columns = {"object_id": pa.array(list(ids), pa.string()),
+               "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1), pa.float32()), dim)}
+    if extra is not None:
+        for col in extra.columns:
+            if col != "object_id":
+                columns[col] = pa.array(extra[col].to_numpy())
+    table = pa.table(columns).replace_schema_metadata({"samesky": json.dumps(metadata or {}, sort_keys=True, default=str)})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_embeddings(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(object ids, float32 (N, D) array, metadata) of an embeddings file."""
+    import json
+
+    table = pq.read_table(path)
+    ids = np.asarray(table.column("object_id").to_pylist(), dtype=object)
+    col = table.column("embedding").combine_chunks()
+    dim = col.type.list_size
+    emb = col.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32)
+    meta = json.loads((table.schema.metadata or {}).get(b"samesky", b"{}"))
+    return ids, emb, meta

@@ -1,0 +1,132 @@
+"""Specformer: AstroCLIP's spectrum transformer, written so the released checkpoint loads strictly.
+
+Facts from AstroCLIP (Parker et al. 2024) and its released ``polymathic-ai/specformer`` checkpoint:
+the flux (7781 DESI pixels) is standardised by its own mean and std (std clipped below at 0.2), cut into
+windows of 20 pixels every 10, each window a token of 20 values; a leading token carries the statistics
+((mean - 2) / 2 and (std - 2) / 8), every token is zero-padded on the left to 22 inputs, so a DESI
+spectrum is 778 tokens. Six pre-norm transformer blocks of width 768 and 6 heads, a final LayerNorm;
+the embedding is the final LayerNorm's output. The state_dict names (``SPECFORMER_KEYS``) are the
+released checkpoint's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+RELEASED_HPARAMS = dict(input_dim=22, embed_dim=768, num_layers=6, num_heads=6, max_len=800,
+                        slice_section_length=20, slice_overlap=10)
+
+
+def specformer_keys(num_layers: int) -> list[str]:
+    """The state_dict keys of a Specformer with ``num_layers`` blocks, in the released order."""
+    keys = ["data_embed.weight", "data_embed.bias", "position_embed.weight"]
+    for i in range(num_layers):
+        for part in ("layernorm1", "attention.attention", "attention.projection", "layernorm2",
+                     "mlp.encoder", "mlp.decoder"):
+            keys += [f"blocks.{i}.{part}.weight", f"blocks.{i}.{part}.bias"]
+    return keys + ["final_layernorm.weight", "final_layernorm.bias", "head.weight", "head.bias"]
+
+
+SPECFORMER_KEYS = specformer_keys(RELEASED_HPARAMS["num_layers"])
+
+
+class _Attention(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"embed_dim {dim} is not divisible by num_heads {heads}")
+        self.heads = heads
+        self.attention = nn.Linear(dim, 3 * dim)  # fused q, k, v
+        self.projection = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, t, c = x.shape
+        q, k, v = self.attention(x).view(b, t, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v)
+        return self.projection(y.transpose(1, 2).reshape(b, t, c))
+
+
+class _MLP(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.encoder = nn.Linear(dim, 4 * dim)
+        self.decoder = nn.Linear(4 * dim, dim)
+
+    def forward(self, x):
+        return self.decoder(F.gelu(self.encoder(x)))
+
+
+class _Block(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.layernorm1 = nn.LayerNorm(dim)
+        self.attention = _Attention(dim, heads)
+        self.layernorm2 = nn.LayerNorm(dim)
+        self.mlp = _MLP(dim)
+
+    def forward(self, x):
+        x = x + self.attention(self.layernorm1(x))
+        return x + self.mlp(self.layernorm2(x))
+
+
+class Specformer(nn.Module):
+    def __init__(self, input_dim=22, embed_dim=768, num_layers=6, num_heads=6, max_len=800,
+                 slice_section_length=20, slice_overlap=10, **_unused):
+        super().__init__()
+        self.hparams = dict(input_dim=input_dim, embed_dim=embed_dim, num_layers=num_layers, num_heads=num_heads,
+                            max_len=max_len, slice_section_length=slice_section_length, slice_overlap=slice_overlap)
+        self.section, self.overlap = slice_section_length, slice_overlap
+        self.data_embed = nn.Linear(input_dim, embed_dim)
+        self.position_embed = nn.Embedding(max_len, embed_dim)
+        self.blocks = nn.ModuleList([_Block(embed_dim, num_heads) for _ in range(num_layers)])
+        self.final_layernorm = nn.LayerNorm(embed_dim)
+        self.head = nn.Linear(embed_dim, input_dim)  # reconstruction head of the pre-training task
+        self._init_weights()
+
+    def _init_weights(self):
+        std = 1 / math.sqrt(self.hparams["embed_dim"])
+        for emb in (self.data_embed, self.position_embed):
+            nn.init.trunc_normal_(emb.weight, std=std, a=-3 * std, b=3 * std)
+        for module in self.modules():
+            if isinstance(module, nn.Linear) and module is not self.data_embed:
+                std = 1 / math.sqrt(2 * module.weight.shape[1] * self.hparams["num_layers"])
+                nn.init.trunc_normal_(module.weight, std=std, a=-3 * std, b=3 * std)
+                nn.init.zeros_(module.bias)
+
+    def tokenize(self, flux: torch.Tensor) -> torch.Tensor:
+        """(batch, pixels) flux -> (batch, 1 + windows, input_dim) tokens, as AstroCLIP prepares them."""
+        std = flux.std(dim=1, keepdim=True).clamp(min=0.2)
+        mean = flux.mean(dim=1, keepdim=True)
+        x = (flux - mean) / std
+        step = self.section - self.overlap
+        starts = range(0, x.shape[1] - self.overlap, step)
+        windows = [x[:, s:s + self.section] for s in starts if s + self.section <= x.shape[1]]
+        tokens = torch.stack(windows, dim=1)  # (batch, windows, section)
+        pad = self.hparams["input_dim"] - self.section
+        tokens = F.pad(tokens, (pad, 0, 1, 0))  # left-pad features, add the statistics token in front
+        tokens[:, 0, 0] = (mean[:, 0] - 2) / 2
+        tokens[:, 0, 1] = (std[:, 0] - 2) / 8
+        return tokens
+
+    def forward(self, flux: torch.Tensor) -> torch.Tensor:
+        """Final layer-normed token states, (batch, tokens, embed_dim)."""
+        x = self.tokenize(flux)
+        if x.shape[1] > self.hparams["max_len"]:
+            raise ValueError(f"spectrum gives {x.shape[1]} tokens; Specformer takes at most {self.hparams['max_len']}")
+        x = self.data_embed(x) + self.position_embed(torch.arange(x.shape[1], device=x.device))
+        for block in self.blocks:
+            x = block(x)
+        return self.final_layernorm(x)
+
+
+def load_specformer_checkpoint(path, map_location="cpu") -> Specformer:
+    """Build a Specformer from AstroCLIP's checkpoint file (``hyper_parameters`` + ``state_dict``)."""
+    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    state = ckpt.get("state_dict", ckpt)
+    model = Specformer(**ckpt.get("hyper_parameters", RELEASED_HPARAMS))
+    model.load_state_dict(state, strict=True)
+    return model.eval()

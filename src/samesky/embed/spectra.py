@@ -1,0 +1,87 @@
+"""Spectra for Specformer: SDSS resampled onto the DESI grid with specutils, and flux cleaning.
+
+Resampler choice. SDSS pixels (1e-4 dex, 0.9-2.1 A) are wider than DESI's (0.8 A) everywhere, so this is
+upsampling. specutils' ``FluxConservingResampler`` turns upsampling into a staircase and costs ~0.2 s a
+spectrum (a Python loop); ``LinearInterpolatedResampler`` costs ~1 ms, keeps line centres, and keeps the
+integrated flux over the overlap to well under a percent (checked against the flux-conserving one in the
+tests and the benchmark). It fails on an InverseVariance uncertainty with flux units, so the uncertainty
+goes in as StdDevUncertainty. No resampler honours ``mask`` and NaNs spread to neighbours, so padding
+(lambda <= 0), masked, ivar == 0 and non-finite pixels are dropped before resampling.
+
+Fill rule. About 1000 DESI pixels lie outside SDSS coverage (below ~3800 A and above ~9200 A), and SDSS
+gaps leave DESI pixels without a measurement. These get mask = True and ivar = 0; outside coverage the
+flux is set to the mean of the covered flux, a flat, noiseless value that leaves the spectrum's mean
+(which Specformer standardises by) unchanged and cannot be mistaken for a feature. Inside a gap the
+linear interpolation across it is kept as the flux, masked.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+
+from ..surveys import desi_wavelength
+
+log = logging.getLogger(__name__)
+
+
+class SpectrumError(ValueError):
+    """A spectrum has too little good data to use (e.g. ivar == 0 everywhere)."""
+
+
+def good_pixels(wave, flux, ivar, mask) -> np.ndarray:
+    wave, flux, ivar = (np.asarray(a, dtype=float) for a in (wave, flux, ivar))
+    mask = np.zeros(len(flux), bool) if mask is None else np.asarray(mask, dtype=bool)
+    return (wave > 0) & ~mask & np.isfinite(flux) & np.isfinite(ivar) & (ivar > 0)
+
+
+def resample_to_desi(wave, flux, ivar, mask=None, target=None, object_id="?") -> dict:
+    """Resample one spectrum onto the DESI grid; returns flux, ivar, mask (True = bad) and counts."""
+    from astropy import units as u
+    from astropy.nddata import StdDevUncertainty
+    from specutils import Spectrum
+    from specutils.manipulation import LinearInterpolatedResampler
+
+    target = desi_wavelength() if target is None else np.asarray(target, float)
+    wave, flux, ivar = (np.asarray(a, dtype=float) for a in (wave, flux, ivar))
+    good = good_pixels(wave, flux, ivar, mask)
+    if good.sum() < 2:
+        raise SpectrumError(f"object {object_id}: {int(good.sum())} usable pixels (ivar > 0, unmasked, finite)")
+    w, f, sigma = wave[good], flux[good], 1 / np.sqrt(ivar[good])
+    order = np.argsort(w)
+    w, f, sigma = w[order], f[order], sigma[order]
+    unit = u.Unit("1e-17 erg / (s cm2 Angstrom)")
+    spec = Spectrum(spectral_axis=w * u.AA, flux=f * unit, uncertainty=StdDevUncertainty(sigma * unit))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = LinearInterpolatedResampler(extrapolation_treatment="nan_fill")(spec, target * u.AA)
+    new_flux = np.asarray(out.flux.value, dtype=float)
+    new_sigma = np.asarray(out.uncertainty.array, dtype=float) if out.uncertainty is not None else np.full_like(new_flux, np.nan)
+    outside = ~np.isfinite(new_flux)
+    # a DESI pixel more than one SDSS pixel away from a good SDSS pixel sits in a gap: masked
+    step = np.median(np.diff(w)) if len(w) > 2 else np.inf
+    nearest = np.abs(w[np.clip(np.searchsorted(w, target), 0, len(w) - 1)] - target)
+    nearest = np.minimum(nearest, np.abs(w[np.clip(np.searchsorted(w, target) - 1, 0, len(w) - 1)] - target))
+    gap = ~outside & (nearest > 1.5 * step)
+    bad = outside | gap | ~np.isfinite(new_sigma) | (new_sigma <= 0)
+    covered = ~outside
+    fill = float(np.mean(new_flux[covered])) if covered.any() else 0.0
+    new_flux[outside] = fill
+    new_ivar = np.where(bad, 0.0, 1 / np.where(bad, 1.0, new_sigma) ** 2)
+    return {"flux": new_flux.astype(np.float32), "ivar": new_ivar.astype(np.float32), "mask": bad,
+            "lambda": target.astype(np.float32), "n_outside": int(outside.sum()), "n_gap": int(gap.sum()),
+            "fill_value": fill}
+
+
+def clean_flux(flux, object_id="?") -> tuple[np.ndarray, int]:
+    """Flux ready for Specformer: non-finite values replaced by the mean of the finite ones (counted)."""
+    flux = np.asarray(flux, dtype=np.float32)
+    bad = ~np.isfinite(flux)
+    if bad.all():
+        raise SpectrumError(f"object {object_id}: no finite flux value")
+    if bad.any():
+        flux = flux.copy()
+        flux[bad] = flux[~bad].mean()
+    return flux, int(bad.sum())

@@ -11,9 +11,10 @@ CORES ?= 8
 env: $(VENV)/.installed
 
 # torch==2.13.0 in the lock takes the CPU build where it is on disk (see requirements/cpu.txt).
-$(VENV)/.installed: requirements/cpu.txt pyproject.toml
+$(VENV)/.installed: requirements/cpu.txt pyproject.toml tools/install_astropt.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -r requirements/cpu.txt
+	$(BIN)/python tools/install_astropt.py
 	$(BIN)/pip install --quiet --no-deps -e .
 	$(BIN)/pip check
 	touch $@
@@ -34,7 +35,7 @@ lint: env
 
 # Rewrite the lock from the current environment (after a deliberate upgrade).
 lock: env
-	{ grep '^#' requirements/cpu.txt; $(BIN)/pip freeze --exclude-editable | sed 's/+cpu$$//'; } > requirements/cpu.txt.new
+	{ grep '^#' requirements/cpu.txt; $(BIN)/pip freeze --exclude-editable | grep -v '^astropt==' | sed 's/+cpu$$//'; } > requirements/cpu.txt.new
 	mv requirements/cpu.txt.new requirements/cpu.txt
 
 clean:

@@ -20,10 +20,13 @@ include: "workflow/rules/common.smk"
 wildcard_constraints:
     dataset="|".join(DATASETS),
     pair="|".join(PAIRS),
+    model="|".join(MODELS),
+    survey="[a-z0-9]+",
 
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/crossmatch.smk"
+include: "workflow/rules/embed.smk"
 
 
 rule all:

@@ -1,5 +1,6 @@
 """The Snakemake workflow itself: dry runs of both presets, lint, and a small end-to-end run."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -39,13 +40,29 @@ def workdir(tmp_path_factory, repo):
 
 def test_dry_run_of_the_embedded_default(workdir):
     counts = _job_counts(_snakemake(["-n"], workdir))
+    # 16 image model sizes x 6 image sides (HSC in 4 pairs, JWST, Legacy) + Specformer x 2 spectrum sides
     assert counts == {"mini_universe": 1, "download_dataset": 5, "crossmatch": 4, "crossmatch_summary": 1,
-                      "crossmatch_truth_recovery": 1, "all": 1}
+                      "crossmatch_truth_recovery": 1, "fetch_model": 17, "resample_spectra": 1, "embed": 98,
+                      "embedding_summary": 1, "all": 1}
 
 
 def test_dry_run_of_the_paper_preset(workdir):
     counts = _job_counts(_snakemake(["-n", "--configfile", "config/paper.yaml"], workdir))
-    assert counts == {"download_dataset": 4, "crossmatch": 4, "crossmatch_summary": 1, "all": 1}
+    assert counts == {"download_dataset": 4, "crossmatch": 4, "crossmatch_summary": 1, "fetch_model": 17,
+                      "resample_spectra": 1, "embed": 98, "embedding_summary": 1, "all": 1}
+
+
+def test_paper_preset_has_one_embedding_job_per_model_size_pair_and_side(workdir):
+    dry = _snakemake(["-n", "--configfile", "config/paper.yaml"], workdir)
+    jobs = set(re.findall(r"results/paper/embeddings/(\w+)/(\w+)/([\w-]+)\.parquet", dry))
+    image_models = 16
+    expected = {(pair, side) for pair in ("jwst_hsc", "legacysurvey_hsc", "desi_hsc", "sdss_hsc")
+                for side in ("hsc", pair.split("_")[0])}
+    assert {(p, s) for p, s, _ in jobs} == expected
+    for pair, side in expected:
+        models = {m for p, s, m in jobs if (p, s) == (pair, side)}
+        assert len(models) == (1 if side in ("desi", "sdss") else image_models), (pair, side, models)
+    assert "gpu=1" in dry  # the paper preset's embedding jobs ask for a GPU
 
 
 @pytest.mark.parametrize("extra", [[], ["--configfile", "config/paper.yaml"]])
@@ -65,7 +82,16 @@ def test_end_to_end_on_a_small_mini_universe(workdir):
     assert (recovery["completeness"] >= 0.99).all(), recovery
     paired = load_dataset_dir(results / "crossmatch" / "desi_hsc" / "dataset")
     assert {"object_id", "separation_arcsec", "hsc_image", "desi_spectrum", "desi_Z"} <= set(paired.column_names)
-    for rule_log in ["mini_universe.log", "crossmatch/desi_hsc.log", "download_dataset/hsc.log"]:
+    embeddings = pd.read_csv(results / "embeddings" / "summary.csv")
+    # 3 image sizes x 6 image sides + Specformer on DESI and on SDSS resampled to the DESI grid
+    assert len(embeddings) == 20
+    spec = embeddings[embeddings["family"] == "specformer"].set_index("survey")
+    assert set(spec.index) == {"desi", "sdss"}
+    matched = summary.set_index("pair")["matched"]
+    hsc = embeddings[(embeddings["survey"] == "hsc")]
+    assert all(hsc["n_objects"] == hsc["pair"].map(matched))
+    for rule_log in ["mini_universe.log", "crossmatch/desi_hsc.log", "download_dataset/hsc.log",
+                     "embed/desi_hsc/desi/specformer-base.log", "resample_spectra/sdss_hsc.log"]:
         assert (results / "logs" / rule_log).stat().st_size > 0
     # a second run finds nothing to do
     assert "Nothing to be done" in _snakemake(["--cores", "2", "--configfile", "tests/config/test.yaml"], workdir)

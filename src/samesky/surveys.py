@@ -36,3 +36,11 @@ def band_letter(band: str) -> str:
     """'HSC-G' -> 'g', 'DES-Z' -> 'z', 'F444W' -> 'f444w': the name preprocessing selects bands by."""
     band = band.strip()
     return band.split("-")[-1].lower() if "-" in band else band.lower()
+
+
+SPECTRUM_SURVEYS = ("desi", "sdss")
+
+
+def modality_of(survey: str) -> str:
+    """Which kind of data a survey's side of a pair holds (image or spectrum)."""
+    return "spectrum" if survey in SPECTRUM_SURVEYS else "image"

@@ -9,6 +9,8 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # the package, whether pip-installed or not
 
 from samesky.config import check_config
+from samesky.registry import get_spec
+from samesky.surveys import modality_of
 
 validate(config, "../schemas/config.schema.yaml")
 check_config(config)
@@ -17,6 +19,8 @@ DATASETS = {d["name"]: d for d in config["datasets"]}
 PAIRS = {p["name"]: p for p in config["pairs"]}
 RESULTS = config.get("results", "results")  # one folder per preset, so presets never overwrite each other
 MINI_HUB = f"{RESULTS}/mini_universe/hub"
+MODELS = {f"{m['family']}-{size}": get_spec(m["family"], size) for m in config["models"] for size in m["sizes"]}
+RESAMPLED_SURVEYS = ("sdss",)  # spectra that Specformer sees only after resampling onto the DESI grid
 
 
 def dataset_source(name):
@@ -36,12 +40,37 @@ def pair_inputs(wildcards):
     return {name: f"{RESULTS}/data/{name}" for name in names}
 
 
+def pair_surveys(pair):
+    """The survey names of a pair's reference and other side (the column prefixes of its dataset)."""
+    p = PAIRS[pair]
+    if "dataset" in p:
+        return p["reference"], p["other"]
+    return DATASETS[p["reference"]]["survey"], DATASETS[p["other"]]["survey"]
+
+
+def embedding_targets():
+    """One file per (pair, side, model size) whose data the model can read."""
+    out = []
+    for pair in PAIRS:
+        for survey in pair_surveys(pair):
+            for name, spec in MODELS.items():
+                if spec.modality == modality_of(survey):
+                    out.append(f"{RESULTS}/embeddings/{pair}/{survey}/{name}.parquet")
+    return out
+
+
+def embedding_dataset(wildcards):
+    if wildcards.survey in RESAMPLED_SURVEYS:
+        return f"{RESULTS}/spectra/{wildcards.pair}/dataset"
+    return f"{RESULTS}/crossmatch/{wildcards.pair}/dataset"
+
+
 def uses_mini_universe():
     return any(d["source"] == "mini" for d in DATASETS.values())
 
 
 def all_targets():
-    targets = [f"{RESULTS}/crossmatch/summary.csv"]
+    targets = [f"{RESULTS}/crossmatch/summary.csv", f"{RESULTS}/embeddings/summary.csv"]
     if uses_mini_universe():
         targets.append(f"{RESULTS}/crossmatch/truth_recovery.csv")
     return targets

@@ -85,3 +85,34 @@ def clean_flux(flux, object_id="?") -> tuple[np.ndarray, int]:
         flux = flux.copy()
         flux[bad] = flux[~bad].mean()
     return flux, int(bad.sum())
+
+
+def resample_dataset(ds, column: str, progress: bool = True):
+    """Resample every spectrum of ``ds[column]`` onto the DESI grid.
+
+    Returns a dataset with ``object_id`` and ``column`` (now on the DESI grid) and a per-object report;
+    spectra without two usable pixels are left out and reported as ``skipped`` (logged).
+    """
+    import pandas as pd
+    from datasets import Dataset, Features, Sequence, Value
+    from tqdm import tqdm
+
+    rows, report = [], []
+    sub = ds.select_columns(["object_id", column]).with_format("numpy")
+    for i in tqdm(range(len(sub)), desc=f"resample {column}", disable=not progress, mininterval=5):
+        row = sub[i]
+        oid, spec = str(row["object_id"]), row[column]
+        try:
+            out = resample_to_desi(spec["lambda"], spec["flux"], spec["ivar"], spec.get("mask"), object_id=oid)
+        except SpectrumError as exc:
+            log.warning("skipping %s", exc)
+            report.append({"object_id": oid, "status": "skipped", "n_outside": -1, "n_gap": -1, "fill_value": float("nan")})
+            continue
+        rows.append({"object_id": oid, column: {k: out[k] for k in ("flux", "ivar", "mask", "lambda")}})
+        report.append({"object_id": oid, "status": "resampled", "n_outside": out["n_outside"], "n_gap": out["n_gap"],
+                       "fill_value": out["fill_value"]})
+    features = Features({"object_id": Value("string"), column: Sequence({
+        "flux": Value("float32"), "ivar": Value("float32"), "mask": Value("bool"), "lambda": Value("float32")})})
+    new = Dataset.from_list(rows, features=features) if rows else Dataset.from_dict(
+        {"object_id": [], column: []}, features=features)
+    return new, pd.DataFrame(report)

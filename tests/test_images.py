@@ -1,0 +1,79 @@
+"""Image preprocessing: band choice, dataset-wide percentile scaling, bad pixels, determinism."""
+
+import numpy as np
+import pytest
+from datasets import load_dataset
+
+from samesky.embed.images import ImageError, compute_scaling, image_records, select_bands, to_rgb
+
+
+def _image(bands, h=8, seed=0):
+    rng = np.random.default_rng(seed)
+    flux = np.stack([np.full((h, h), float(i + 1)) + rng.normal(0, 0.01, (h, h)) for i in range(len(bands))])
+    return {"band": bands, "flux": flux.astype(np.float32), "mask": np.zeros(flux.shape, bool)}
+
+
+def test_bands_are_taken_as_rgb_in_the_papers_order():
+    img = _image(["HSC-G", "HSC-R", "HSC-I", "HSC-Z", "HSC-Y"])
+    flux, bad = select_bands(img, ("z", "r", "g"))
+    assert np.allclose(flux.mean(axis=(1, 2)), [4, 2, 1], atol=0.01)  # z, r, g
+    jwst = _image(["F090W", "F115W", "F150W", "F200W", "F277W", "F356W", "F444W"])
+    flux, _ = select_bands(jwst, ("f444w", "f277w", "f090w"))
+    assert np.allclose(flux.mean(axis=(1, 2)), [7, 5, 1], atol=0.01)
+
+
+def test_a_missing_band_is_an_error_naming_object_and_band():
+    with pytest.raises(ImageError, match=r"object 42: band 'z' missing from the image \(has \['g', 'r'\]\)"):
+        select_bands(_image(["DES-G", "DES-R"]), ("z", "r", "g"), object_id="42")
+
+
+def test_percentile_scaling_maps_5th_and_99th_to_black_and_white():
+    rng = np.random.default_rng(1)
+    images = []
+    for i in range(20):
+        flux = rng.normal(0, 1, (3, 16, 16)).astype(np.float32)
+        images.append((str(i), {"band": ["z", "r", "g"], "flux": flux, "mask": np.zeros(flux.shape, bool)}))
+    scaling = compute_scaling(images, ("z", "r", "g"))
+    pooled = np.stack([img["flux"] for _, img in images])
+    for c in range(3):
+        lo, hi = np.percentile(pooled[:, c], [5, 99])
+        assert scaling.low[c] == pytest.approx(lo) and scaling.high[c] == pytest.approx(hi)
+    rgb, nbad = to_rgb(images[0][1], scaling)
+    assert rgb.dtype == np.uint8 and rgb.shape == (16, 16, 3) and nbad == 0
+    # only the first max_images images count
+    few = compute_scaling(images, ("z", "r", "g"), max_images=2)
+    assert few.n_images == 2 and few.low != scaling.low
+
+
+def test_nan_inf_and_masked_pixels_become_black_and_are_counted():
+    img = _image(["g", "r", "z"], h=4)
+    img["flux"][0, 0, 0] = np.nan  # g
+    img["flux"][2, 1, 1] = np.inf  # z
+    img["mask"][1, 2, 2] = True  # r
+    img["flux"][1, 2, 2] = 1e6  # a masked spike must not show
+    scaling = compute_scaling([("a", img)], ("z", "r", "g"))
+    rgb, nbad = to_rgb(img, scaling)
+    assert nbad == 3
+    assert rgb[0, 0, 2] == 0 and rgb[1, 1, 0] == 0 and rgb[2, 2, 1] == 0
+    # an image with no good pixel at all is still defined (blank), never NaN
+    blank = _image(["g", "r", "z"], h=4)
+    blank["mask"][:] = True
+    rgb, nbad = to_rgb(blank, scaling)
+    assert nbad == 48 and (rgb == 0).all()
+    with pytest.raises(ImageError, match="no good pixel"):
+        compute_scaling([("b", blank)], ("z", "r", "g"))
+
+
+def test_preprocessing_is_deterministic_and_arrow_reading_matches_datasets(mini):
+    ds = load_dataset(str(mini["hub"] / "jwst"), split="train").select(range(12))
+    table = ds.with_format("arrow")[3:10]
+    fast = image_records(table, "image")
+    for k, record in zip(range(3, 10), fast):
+        slow = ds.with_format("numpy")[k]["image"]
+        assert np.array_equal(record["flux"], slow["flux"], equal_nan=True)
+        assert np.array_equal(record["mask"], slow["mask"])
+    sample = [(str(i), r) for i, r in enumerate(fast)]
+    a = compute_scaling(sample, ("f444w", "f277w", "f090w"))
+    b = compute_scaling(sample, ("f444w", "f277w", "f090w"))
+    assert a == b
+    assert all(np.array_equal(to_rgb(r, a)[0], to_rgb(r, b)[0]) for r in fast)

@@ -27,6 +27,7 @@ wildcard_constraints:
 include: "workflow/rules/data.smk"
 include: "workflow/rules/crossmatch.smk"
 include: "workflow/rules/embed.smk"
+include: "workflow/rules/alignment.smk"
 
 
 rule all:

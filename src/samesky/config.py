@@ -56,4 +56,7 @@ def check_config(config: dict) -> None:
         if datasets[p["reference"]]["survey"] == datasets[p["other"]]["survey"]:
             raise ConfigError(f"{key}: reference and other are the same survey '{datasets[p['other']]['survey']}'")
     check_models(config.get("models", []))
+    hsc_pair = config.get("alignment", {}).get("hsc_pair")
+    if hsc_pair is not None and hsc_pair not in {p["name"] for p in config["pairs"]}:
+        raise ConfigError(f"config key alignment.hsc_pair: unknown pair '{hsc_pair}'")
 

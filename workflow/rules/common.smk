@@ -48,15 +48,32 @@ def pair_surveys(pair):
     return DATASETS[p["reference"]]["survey"], DATASETS[p["other"]]["survey"]
 
 
+def embedding_jobs(pair=None):
+    """(pair, survey, model) for every side of every pair and every model size that reads its data."""
+    return [
+        (p, survey, name)
+        for p in ([pair] if pair else PAIRS)
+        for survey in pair_surveys(p)
+        for name, spec in MODELS.items()
+        if spec.modality == modality_of(survey)
+    ]
+
+
+def embedding_path(pair, survey, model):
+    return f"{RESULTS}/embeddings/{pair}/{survey}/{model}.parquet"
+
+
 def embedding_targets():
-    """One file per (pair, side, model size) whose data the model can read."""
-    out = []
-    for pair in PAIRS:
-        for survey in pair_surveys(pair):
-            for name, spec in MODELS.items():
-                if spec.modality == modality_of(survey):
-                    out.append(f"{RESULTS}/embeddings/{pair}/{survey}/{name}.parquet")
-    return out
+    return [embedding_path(*job) for job in embedding_jobs()]
+
+
+def pair_embedding_files(pair):
+    """What the alignment of one pair reads: each embeddings file with its survey and model facts."""
+    return [
+        {"survey": survey, "family": MODELS[model].family, "size": MODELS[model].size,
+         "params_m": MODELS[model].params_m, "path": embedding_path(pair, survey, model)}
+        for pair_, survey, model in embedding_jobs(pair)
+    ]
 
 
 def embedding_dataset(wildcards):
@@ -65,12 +82,20 @@ def embedding_dataset(wildcards):
     return f"{RESULTS}/crossmatch/{wildcards.pair}/dataset"
 
 
+def alignment_targets():
+    tables = ["table1_intramodal", "table2_crossmodal"]
+    return (
+        [f"{RESULTS}/tables/{t}.{ext}" for t in tables for ext in ("csv", "md", "tex")]
+        + [f"{RESULTS}/tables/trend_tests.csv", f"{RESULTS}/figures/figure1_crossmodal.pdf"]
+    )
+
+
 def uses_mini_universe():
     return any(d["source"] == "mini" for d in DATASETS.values())
 
 
 def all_targets():
-    targets = [f"{RESULTS}/crossmatch/summary.csv", f"{RESULTS}/embeddings/summary.csv"]
+    targets = [f"{RESULTS}/crossmatch/summary.csv", f"{RESULTS}/embeddings/summary.csv"] + alignment_targets()
     if uses_mini_universe():
         targets.append(f"{RESULTS}/crossmatch/truth_recovery.csv")
     return targets

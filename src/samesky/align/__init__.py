@@ -1,0 +1,1 @@
+"""Alignment between embedding spaces: mutual k-NN, permutation nulls, trend tests, CKA."""

@@ -1,0 +1,107 @@
+"""Alignment scores of one pair: crossmodal (other survey vs HSC) and intramodal (adjacent sizes).
+
+Rows of two embedding files are paired by object id, never by position. Each score comes with its
+permutation null (computed from the neighbour sets already found), the analytic chance level k/(N-1),
+the empirical p-value, and linear and debiased CKA on the same rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..embed.run import read_embeddings
+from ..surveys import modality_of
+from .knn import chance_level, knn, mknn, permutation_null
+from .stats import debiased_cka, linear_cka
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EmbeddingFile:
+    survey: str
+    family: str
+    size: str
+    params_m: float
+    path: str
+
+    @property
+    def model(self) -> str:
+        return f"{self.family}-{self.size}"
+
+
+def paired(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]):
+    """The rows of two (ids, embeddings) sets that share an object id, in one order (sorted ids)."""
+    ids_a, x_a = a
+    ids_b, x_b = b
+    common, ia, ib = np.intersect1d(ids_a.astype(str), ids_b.astype(str), assume_unique=True, return_indices=True)
+    return common, x_a[ia], x_b[ib]
+
+
+def score(x_a: np.ndarray, x_b: np.ndarray, ks, n_permutations: int, seed: int, cka: bool = True) -> list[dict]:
+    """MKNN at each k with its null, plus CKA, for two row-paired embedding arrays."""
+    n = len(x_a)
+    k_max = max(ks)
+    nn_a, nn_b = knn(x_a, k_max), knn(x_b, k_max)
+    cka_values = {"cka_linear": linear_cka(x_a, x_b), "cka_debiased": debiased_cka(x_a, x_b)} if cka else {}
+    rows = []
+    for k in sorted(ks):
+        observed = mknn(nn_a, nn_b, k)
+        null = permutation_null(nn_a, nn_b, k, n_permutations, seed) if n_permutations else np.zeros(0)
+        rows.append({
+            "k": k, "n": n, "mknn": observed,
+            "null_mean": float(null.mean()) if len(null) else float("nan"),
+            "null_std": float(null.std(ddof=1)) if len(null) > 1 else float("nan"),
+            "null_q975": float(np.quantile(null, 0.975)) if len(null) else float("nan"),
+            "p_value": float((1 + (null >= observed).sum()) / (1 + len(null))) if len(null) else float("nan"),
+            "n_permutations": n_permutations, "chance": chance_level(n, k), **cka_values,
+        })
+    return rows
+
+
+def align_pair(pair: str, reference: str, other: str, files: list[EmbeddingFile], ks, n_permutations: int,
+               seed: int) -> pd.DataFrame:
+    """Every crossmodal and intramodal score of one pair, one row per (comparison, k)."""
+    cache: dict[str, tuple] = {}
+
+    def load(f: EmbeddingFile):
+        if f.path not in cache:
+            ids, emb, _ = read_embeddings(f.path)
+            cache[f.path] = (ids, emb)
+        return cache[f.path]
+
+    rows = []
+
+    def add(kind, side, fa: EmbeddingFile, fb: EmbeddingFile):
+        ids, xa, xb = paired(load(fa), load(fb))
+        if len(ids) <= max(ks):
+            raise ValueError(f"{pair}: only {len(ids)} objects shared by {fa.path} and {fb.path}")
+        log.info("%s %s %s: %s vs %s on %d objects", pair, kind, side, fa.model, fb.model, len(ids))
+        for r in score(xa, xb, ks, n_permutations, seed):
+            rows.append({"pair": pair, "kind": kind, "side": side, "model_a": fa.model, "model_b": fb.model,
+                         "family": fb.family, "size": fb.size, "params_m": fb.params_m,
+                         "size_a": fa.size, "params_a_m": fa.params_m, **r})
+
+    ref_files = [f for f in files if f.survey == reference]
+    other_files = [f for f in files if f.survey == other]
+    by_model_ref = {f.model: f for f in ref_files}
+    # crossmodal: the other survey's embedding against the HSC embedding of the same objects; for spectra
+    # (one Specformer) against every image model's HSC embedding
+    spectra = modality_of(other) == "spectrum"
+    for fo in other_files:
+        for fr in (ref_files if spectra else [by_model_ref[fo.model]]):
+            add("crossmodal", other, fo, fr)
+    # intramodal: adjacent sizes of one family on the same images, per side
+    for side, side_files in ((reference, ref_files), (other, other_files)):
+        families: dict[str, list[EmbeddingFile]] = {}
+        for f in side_files:
+            families.setdefault(f.family, []).append(f)
+        for family_files in families.values():
+            family_files.sort(key=lambda f: f.params_m)
+            for small, large in zip(family_files, family_files[1:]):
+                add("intramodal", side, small, large)
+    return pd.DataFrame(rows)

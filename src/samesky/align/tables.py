@@ -1,0 +1,121 @@
+"""The paper's Tables 1 and 2, the trend tests, and Figure 1, from the per-pair score files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..io import atomic_path
+from .stats import count_increases, trend_test
+
+DATASET_LABELS = {"jwst": "JWST", "legacysurvey": "Legacy", "hsc": "HSC", "desi": "DESI", "sdss": "SDSS"}
+FAMILY_LABELS = {"astropt": "AstroPTv2", "convnextv2": "ConvNeXtV2", "dinov2": "DINOv2", "ijepa": "IJEPA",
+                 "vit": "ViT"}
+
+
+def intramodal_table(scores: pd.DataFrame, k: int, hsc_pair: str) -> pd.DataFrame:
+    """Table 1: MKNN (%) of adjacent sizes per imaging dataset; HSC taken from ``hsc_pair``."""
+    intra = scores[(scores["kind"] == "intramodal") & (scores["k"] == k)].copy()
+    keep = (intra["side"] != "hsc") | (intra["pair"] == hsc_pair)
+    intra = intra[keep & intra["side"].isin(["jwst", "legacysurvey", "hsc"])]
+    intra["comparison"] = intra["size_a"] + " vs " + intra["size"]
+    table = intra.pivot_table(index=["family", "comparison", "params_m"], columns="side", values="mknn").reset_index()
+    table = table.sort_values(["family", "params_m"]).drop(columns="params_m")
+    cols = [c for c in ("jwst", "legacysurvey", "hsc") if c in table.columns]
+    table[cols] = table[cols] * 100
+    return table[["family", "comparison", *cols]].reset_index(drop=True)
+
+
+def crossmodal_table(scores: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Table 2: MKNN (%) of each model size, each dataset against HSC; last row the permutation null."""
+    cross = scores[(scores["kind"] == "crossmodal") & (scores["k"] == k)]
+    table = cross.pivot_table(index=["family", "size", "params_m"], columns="side", values="mknn").reset_index()
+    table = table.sort_values(["family", "params_m"]).reset_index(drop=True)
+    cols = [c for c in ("jwst", "legacysurvey", "desi", "sdss") if c in table.columns]
+    table[cols] = table[cols] * 100
+    null = cross.groupby("side")["null_mean"].mean() * 100
+    null_row = {"family": "π (null)", "size": "", "params_m": np.nan, **{c: null.get(c, np.nan) for c in cols}}
+    return pd.concat([table, pd.DataFrame([null_row])], ignore_index=True)[["family", "size", "params_m", *cols]]
+
+
+def trend_tests(scores: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Binomial tests on the count of increases with size (seed 000's grouping)."""
+    rows = []
+    intra = intramodal_table(scores, k, hsc_pair=_first_hsc_pair(scores))
+    inc = tot = 0
+    for _, fam in intra.groupby("family", sort=False):
+        for col in [c for c in ("jwst", "legacysurvey", "hsc") if c in fam.columns]:
+            i, t = count_increases(fam[col].dropna().tolist())
+            inc, tot = inc + i, tot + t
+    rows.append({"test": "intramodal", "increases": inc, "comparisons": tot, "p_value": trend_test(inc, tot)})
+    cross = crossmodal_table(scores, k)
+    cross = cross[cross["family"] != "π (null)"]
+    groups = {"crossmodal": [c for c in ("jwst", "legacysurvey", "desi") if c in cross.columns],
+              "crossmodal_sdss": [c for c in ("sdss",) if c in cross.columns]}
+    for name, cols in groups.items():
+        inc = tot = 0
+        for _, fam in cross.groupby("family", sort=False):
+            for col in cols:
+                i, t = count_increases(fam.sort_values("params_m")[col].dropna().tolist())
+                inc, tot = inc + i, tot + t
+        rows.append({"test": name, "increases": inc, "comparisons": tot, "p_value": trend_test(inc, tot)})
+    return pd.DataFrame(rows)
+
+
+def _first_hsc_pair(scores: pd.DataFrame) -> str:
+    pairs = scores.loc[(scores["kind"] == "intramodal") & (scores["side"] == "hsc"), "pair"]
+    largest = scores[scores["pair"].isin(pairs)].groupby("pair")["n"].max()
+    return str(largest.idxmax()) if len(largest) else ""
+
+
+def _label(value) -> str:
+    if isinstance(value, float):
+        return "" if np.isnan(value) else f"{value:.2f}"
+    return DATASET_LABELS.get(str(value), FAMILY_LABELS.get(str(value), str(value)))
+
+
+def to_markdown(table: pd.DataFrame, caption: str) -> str:
+    """A GitHub-flavoured Markdown table (pandas needs the optional 'tabulate' for this)."""
+    head = [DATASET_LABELS.get(c, c) for c in table.columns]
+    lines = [f"{caption}\n", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(_label(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def to_latex(table: pd.DataFrame, caption: str, label: str) -> str:
+    """A booktabs LaTeX table (pandas' to_latex needs the optional jinja2)."""
+    head = [DATASET_LABELS.get(c, c).replace("_", r"\_") for c in table.columns]
+    body = [" & ".join(_label(v).replace("_", r"\_").replace("π", r"$\pi$") for v in row) + r" \\"
+            for row in table.itertuples(index=False)]
+    return "\n".join([r"\begin{table}", r"\centering", f"\\caption{{{caption}}}", f"\\label{{{label}}}",
+                      r"\begin{tabular}{" + "l" * 2 + "r" * (len(head) - 2) + "}", r"\toprule",
+                      " & ".join(head) + r" \\", r"\midrule", *body, r"\bottomrule", r"\end{tabular}",
+                      r"\end{table}", ""])
+
+
+def figure1(scores: pd.DataFrame, k: int, path) -> None:
+    """Parameters against crossmodal MKNN, one panel per dataset, with the permutation null band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cross = scores[(scores["kind"] == "crossmodal") & (scores["k"] == k)]
+    sides = [s for s in ("jwst", "legacysurvey", "desi", "sdss") if s in set(cross["side"])]
+    fig, axes = plt.subplots(1, len(sides), figsize=(3.6 * len(sides), 3.2), squeeze=False)
+    for ax, side in zip(axes[0], sides):
+        sub = cross[cross["side"] == side]
+        for family, fam in sub.groupby("family"):
+            fam = fam.sort_values("params_m")
+            ax.plot(fam["params_m"], fam["mknn"] * 100, marker="o", label=FAMILY_LABELS.get(family, family))
+        ax.axhspan(0, sub["null_q975"].max() * 100, color="0.85", zorder=0, label="π (null, 97.5%)")
+        ax.axhline(sub["null_mean"].mean() * 100, color="0.5", lw=0.8, ls="--")
+        ax.set_xscale("log")
+        ax.set_title(f"{DATASET_LABELS.get(side, side)} vs HSC")
+        ax.set_xlabel("parameters (M)")
+    axes[0][0].set_ylabel(f"MKNN (%), k = {k}")
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
+    plt.close(fig)

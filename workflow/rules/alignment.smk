@@ -1,0 +1,45 @@
+# Alignment: per pair, every crossmodal (other survey vs HSC) and intramodal (adjacent sizes) mutual
+# k-NN score with its permutation null and CKA; then the paper's Tables 1-2, trend tests and Figure 1.
+
+
+rule align_pair:
+    input:
+        lambda wildcards: [f["path"] for f in pair_embedding_files(wildcards.pair)],
+    output:
+        scores=f"{RESULTS}/alignment/{{pair}}/scores.csv",
+        provenance=f"{RESULTS}/alignment/{{pair}}/provenance.json",
+    params:
+        files=lambda wildcards: pair_embedding_files(wildcards.pair),
+        surveys=lambda wildcards: pair_surveys(wildcards.pair),
+        alignment=config["alignment"],
+        seed=config["seed"],
+    log:
+        f"{RESULTS}/logs/align_pair/{{pair}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/align_pair/{{pair}}.tsv"
+    threads: 4
+    resources:
+        mem_mb=16000,
+        runtime=240,
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/align_pair.py"
+
+
+rule alignment_tables:
+    input:
+        expand(f"{RESULTS}/alignment/{{pair}}/scores.csv", pair=PAIRS),
+    output:
+        table1=multiext(f"{RESULTS}/tables/table1_intramodal", ".csv", ".md", ".tex"),
+        table2=multiext(f"{RESULTS}/tables/table2_crossmodal", ".csv", ".md", ".tex"),
+        trends=f"{RESULTS}/tables/trend_tests.csv",
+        figure1=f"{RESULTS}/figures/figure1_crossmodal.pdf",
+    params:
+        alignment=config["alignment"],
+    log:
+        f"{RESULTS}/logs/alignment_tables.log",
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/alignment_tables.py"

@@ -43,14 +43,15 @@ def test_dry_run_of_the_embedded_default(workdir):
     # 16 image model sizes x 6 image sides (HSC in 4 pairs, JWST, Legacy) + Specformer x 2 spectrum sides
     assert counts == {"mini_universe": 1, "download_dataset": 5, "crossmatch": 4, "crossmatch_summary": 1,
                       "crossmatch_truth_recovery": 1, "fetch_model": 17, "resample_spectra": 1, "embed": 98,
-                      "embedding_summary": 1, "align_pair": 4, "alignment_tables": 1, "all": 1}
+                      "embedding_summary": 1, "align_pair": 4, "alignment_tables": 1, "size_curves": 4,
+                      "size_curve_figures": 1, "all": 1}
 
 
 def test_dry_run_of_the_paper_preset(workdir):
     counts = _job_counts(_snakemake(["-n", "--configfile", "config/paper.yaml"], workdir))
     assert counts == {"download_dataset": 4, "crossmatch": 4, "crossmatch_summary": 1, "fetch_model": 17,
                       "resample_spectra": 1, "embed": 98, "embedding_summary": 1, "align_pair": 4,
-                      "alignment_tables": 1, "all": 1}
+                      "alignment_tables": 1, "size_curves": 4, "size_curve_figures": 1, "all": 1}
 
 
 def test_paper_preset_has_one_embedding_job_per_model_size_pair_and_side(workdir):
@@ -100,6 +101,9 @@ def test_end_to_end_on_a_small_mini_universe(workdir):
     assert (scores.loc[scores["kind"] == "crossmodal", "p_value"] < 0.05).mean() > 0.8
     assert set(pd.read_csv(results / "tables" / "table1_intramodal.csv")["family"]) == {"vit"}
     assert (results / "figures" / "figure1_crossmodal.pdf").stat().st_size > 0
+    curves = pd.read_csv(results / "tables" / "size_curves.csv")
+    assert set(curves["pair"]) == {"jwst_hsc", "legacysurvey_hsc", "desi_hsc", "sdss_hsc"}
+    assert curves["class_a"].notna().all() and set(curves["k"]) == {1, 10}
     for rule_log in ["mini_universe.log", "crossmatch/desi_hsc.log", "download_dataset/hsc.log",
                      "embed/desi_hsc/desi/specformer-base.log", "resample_spectra/sdss_hsc.log"]:
         assert (results / "logs" / rule_log).stat().st_size > 0

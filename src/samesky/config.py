@@ -56,6 +56,11 @@ def check_config(config: dict) -> None:
         if datasets[p["reference"]]["survey"] == datasets[p["other"]]["survey"]:
             raise ConfigError(f"{key}: reference and other are the same survey '{datasets[p['other']]['survey']}'")
     check_models(config.get("models", []))
+    curves = config.get("alignment", {}).get("size_curves", {})
+    model_names = {f"{m['family']}-{size}" for m in config.get("models", []) for size in m["sizes"]}
+    if curves and curves["decomposition_model"] not in model_names:
+        raise ConfigError(f"config key alignment.size_curves.decomposition_model: '{curves['decomposition_model']}' "
+                          f"is not among the configured models {sorted(model_names)}")
     hsc_pair = config.get("alignment", {}).get("hsc_pair")
     if hsc_pair is not None and hsc_pair not in {p["name"] for p in config["pairs"]}:
         raise ConfigError(f"config key alignment.hsc_pair: unknown pair '{hsc_pair}'")

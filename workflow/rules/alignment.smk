@@ -33,6 +33,7 @@ rule alignment_tables:
     output:
         table1=multiext(f"{RESULTS}/tables/table1_intramodal", ".csv", ".md", ".tex"),
         table2=multiext(f"{RESULTS}/tables/table2_crossmodal", ".csv", ".md", ".tex"),
+        cka=multiext(f"{RESULTS}/tables/crossmodal_cka", ".csv", ".md", ".tex"),
         trends=f"{RESULTS}/tables/trend_tests.csv",
         figure1=f"{RESULTS}/figures/figure1_crossmodal.pdf",
     params:
@@ -43,3 +44,43 @@ rule alignment_tables:
         "../../envs/cpu.yaml"
     script:
         "../scripts/alignment_tables.py"
+
+
+rule size_curves:
+    input:
+        unpack(size_curve_inputs),
+    output:
+        f"{RESULTS}/alignment/{{pair}}/size_curves.csv",
+    params:
+        files=lambda wildcards: pair_embedding_files(wildcards.pair),
+        surveys=lambda wildcards: pair_surveys(wildcards.pair),
+        alignment=config["alignment"],
+    log:
+        f"{RESULTS}/logs/size_curves/{{pair}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/size_curves/{{pair}}.tsv"
+    threads: 4
+    resources:
+        mem_mb=16000,
+        runtime=240,
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/size_curves.py"
+
+
+rule size_curve_figures:
+    input:
+        expand(f"{RESULTS}/alignment/{{pair}}/size_curves.csv", pair=PAIRS),
+    output:
+        table=f"{RESULTS}/tables/size_curves.csv",
+        mknn=f"{RESULTS}/figures/size_curves.pdf",
+        decomposition=f"{RESULTS}/figures/agreement_decomposition.pdf",
+    params:
+        model=config["alignment"]["size_curves"]["decomposition_model"],
+    log:
+        f"{RESULTS}/logs/size_curve_figures.log",
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/size_curve_figures.py"

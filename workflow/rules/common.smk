@@ -83,11 +83,23 @@ def embedding_dataset(wildcards):
 
 
 def alignment_targets():
-    tables = ["table1_intramodal", "table2_crossmodal"]
+    tables = ["table1_intramodal", "table2_crossmodal", "crossmodal_cka"]
     return (
         [f"{RESULTS}/tables/{t}.{ext}" for t in tables for ext in ("csv", "md", "tex")]
         + [f"{RESULTS}/tables/trend_tests.csv", f"{RESULTS}/figures/figure1_crossmodal.pdf"]
+        + [f"{RESULTS}/tables/size_curves.csv", f"{RESULTS}/figures/size_curves.pdf",
+           f"{RESULTS}/figures/agreement_decomposition.pdf"]
     )
+
+
+def size_curve_inputs(wildcards):
+    """The pair's embeddings, plus where its class labels come from (mini truth or the pair dataset)."""
+    inputs = {"embeddings": [f["path"] for f in pair_embedding_files(wildcards.pair)]}
+    if config["alignment"]["size_curves"]["property"].startswith("truth:"):
+        inputs["truth"] = f"{RESULTS}/mini_universe/truth.parquet"
+    else:
+        inputs["dataset"] = f"{RESULTS}/crossmatch/{wildcards.pair}/dataset"
+    return inputs
 
 
 def uses_mini_universe():

@@ -63,21 +63,31 @@ def score(x_a: np.ndarray, x_b: np.ndarray, ks, n_permutations: int, seed: int, 
     return rows
 
 
+def crossmodal_comparisons(reference: str, other: str, files: list[EmbeddingFile]):
+    """(other-side file, HSC-side file) pairs: the same model on both images; for spectra, the one
+    Specformer embedding against every image model's HSC embedding."""
+    ref_files = [f for f in files if f.survey == reference]
+    by_model = {f.model: f for f in ref_files}
+    spectra = modality_of(other) == "spectrum"
+    return [(fo, fr) for fo in files if fo.survey == other
+            for fr in (ref_files if spectra else [by_model[fo.model]])]
+
+
+def load_cached(f: EmbeddingFile, cache: dict):
+    if f.path not in cache:
+        ids, emb, _ = read_embeddings(f.path)
+        cache[f.path] = (ids, emb)
+    return cache[f.path]
+
+
 def align_pair(pair: str, reference: str, other: str, files: list[EmbeddingFile], ks, n_permutations: int,
                seed: int) -> pd.DataFrame:
     """Every crossmodal and intramodal score of one pair, one row per (comparison, k)."""
     cache: dict[str, tuple] = {}
-
-    def load(f: EmbeddingFile):
-        if f.path not in cache:
-            ids, emb, _ = read_embeddings(f.path)
-            cache[f.path] = (ids, emb)
-        return cache[f.path]
-
     rows = []
 
     def add(kind, side, fa: EmbeddingFile, fb: EmbeddingFile):
-        ids, xa, xb = paired(load(fa), load(fb))
+        ids, xa, xb = paired(load_cached(fa, cache), load_cached(fb, cache))
         if len(ids) <= max(ks):
             raise ValueError(f"{pair}: only {len(ids)} objects shared by {fa.path} and {fb.path}")
         log.info("%s %s %s: %s vs %s on %d objects", pair, kind, side, fa.model, fb.model, len(ids))
@@ -88,13 +98,8 @@ def align_pair(pair: str, reference: str, other: str, files: list[EmbeddingFile]
 
     ref_files = [f for f in files if f.survey == reference]
     other_files = [f for f in files if f.survey == other]
-    by_model_ref = {f.model: f for f in ref_files}
-    # crossmodal: the other survey's embedding against the HSC embedding of the same objects; for spectra
-    # (one Specformer) against every image model's HSC embedding
-    spectra = modality_of(other) == "spectrum"
-    for fo in other_files:
-        for fr in (ref_files if spectra else [by_model_ref[fo.model]]):
-            add("crossmodal", other, fo, fr)
+    for fo, fr in crossmodal_comparisons(reference, other, files):
+        add("crossmodal", other, fo, fr)
     # intramodal: adjacent sizes of one family on the same images, per side
     for side, side_files in ((reference, ref_files), (other, other_files)):
         families: dict[str, list[EmbeddingFile]] = {}

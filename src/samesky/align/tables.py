@@ -26,13 +26,18 @@ def intramodal_table(scores: pd.DataFrame, k: int, hsc_pair: str) -> pd.DataFram
     return table[["family", "comparison", *cols]].reset_index(drop=True)
 
 
-def crossmodal_table(scores: pd.DataFrame, k: int) -> pd.DataFrame:
-    """Table 2: MKNN (%) of each model size, each dataset against HSC; last row the permutation null."""
+def crossmodal_table(scores: pd.DataFrame, k: int, measure: str = "mknn") -> pd.DataFrame:
+    """Table 2: MKNN (%) of each model size, each dataset against HSC; last row the permutation null.
+
+    ``measure="cka_debiased"`` (or ``"cka_linear"``) gives the same layout for CKA (x 100, no null row).
+    """
     cross = scores[(scores["kind"] == "crossmodal") & (scores["k"] == k)]
-    table = cross.pivot_table(index=["family", "size", "params_m"], columns="side", values="mknn").reset_index()
+    table = cross.pivot_table(index=["family", "size", "params_m"], columns="side", values=measure).reset_index()
     table = table.sort_values(["family", "params_m"]).reset_index(drop=True)
     cols = [c for c in ("jwst", "legacysurvey", "desi", "sdss") if c in table.columns]
     table[cols] = table[cols] * 100
+    if measure != "mknn":
+        return table[["family", "size", "params_m", *cols]]
     null = cross.groupby("side")["null_mean"].mean() * 100
     null_row = {"family": "π (null)", "size": "", "params_m": np.nan, **{c: null.get(c, np.nan) for c in cols}}
     return pd.concat([table, pd.DataFrame([null_row])], ignore_index=True)[["family", "size", "params_m", *cols]]

@@ -61,6 +61,9 @@ def test_schema_errors_name_the_key(repo, default_config, path, value, message):
     (("pairs", 1, "other"), "euclid", "config key pairs[1].other: unknown dataset 'euclid'"),
     (("datasets", 1, "name"), "hsc", "config key datasets[1].name: 'hsc' is used twice"),
     (("datasets", 3, "modality"), "image", "config key datasets[3].modality: 'image' but mini survey 'desi'"),
+    (("alignment", "size_curves", "decomposition_model"), "vit-colossal",
+     "config key alignment.size_curves.decomposition_model: 'vit-colossal' is not among the configured models"),
+    (("alignment", "hsc_pair"), "euclid_hsc", "config key alignment.hsc_pair: unknown pair 'euclid_hsc'"),
 ])
 def test_reference_errors_name_the_key(repo, default_config, path, value, message):
     with pytest.raises(ConfigError, match=None) as err:

@@ -101,6 +101,9 @@ def test_end_to_end_on_a_small_mini_universe(workdir):
     assert (scores.loc[scores["kind"] == "crossmodal", "p_value"] < 0.05).mean() > 0.8
     assert set(pd.read_csv(results / "tables" / "table1_intramodal.csv")["family"]) == {"vit"}
     assert (results / "figures" / "figure1_crossmodal.pdf").stat().st_size > 0
+    assert "\\begin{tabular}" in (results / "tables" / "table2_crossmodal.tex").read_text()
+    cka = pd.read_csv(results / "tables" / "crossmodal_cka.csv")
+    assert len(cka) == len(models) and cka[["jwst", "legacysurvey", "desi", "sdss"]].notna().all().all()
     curves = pd.read_csv(results / "tables" / "size_curves.csv")
     assert set(curves["pair"]) == {"jwst_hsc", "legacysurvey_hsc", "desi_hsc", "sdss_hsc"}
     assert curves["class_a"].notna().all() and set(curves["k"]) == {1, 10}

@@ -112,3 +112,71 @@ def test_end_to_end_on_a_small_mini_universe(workdir):
         assert (results / "logs" / rule_log).stat().st_size > 0
     # a second run finds nothing to do
     assert "Nothing to be done" in _snakemake(["--cores", "2", "--configfile", "tests/config/test.yaml"], workdir)
+
+
+def test_a_single_figure_needs_only_its_own_jobs(workdir):
+    counts = _job_counts(_snakemake(["-n", "results/figures/figure1_crossmodal.pdf"], workdir))
+    assert counts["alignment_tables"] == 1 and counts["align_pair"] == 4
+    for unrelated in ("size_curves", "size_curve_figures", "crossmatch_truth_recovery", "embedding_summary",
+                      "crossmatch_summary", "all"):
+        assert unrelated not in counts
+    counts = _job_counts(_snakemake(["-n", "results/tables/table1_intramodal.csv"], workdir))
+    assert counts["alignment_tables"] == 1
+
+
+TABLES = ["tables/table1_intramodal.csv", "tables/table2_crossmodal.csv", "tables/crossmodal_cka.csv",
+          "tables/trend_tests.csv", "tables/size_curves.csv", "crossmatch/summary.csv",
+          "crossmatch/truth_recovery.csv", "embeddings/summary.csv", "spectra/sdss_hsc/resampling.csv",
+          "alignment/desi_hsc/scores.csv"]
+
+
+@pytest.mark.workflow
+def test_report_is_built_with_every_figure_and_table(workdir):
+    if not (workdir / "results" / "tables" / "trend_tests.csv").exists():
+        _snakemake(["--cores", "2", "--configfile", "tests/config/test.yaml"], workdir)
+    _snakemake(["--configfile", "tests/config/test.yaml", "--report", "report.html"], workdir)
+    html = (workdir / "report.html").read_text(errors="replace")
+    for name in ("figure1_crossmodal.pdf", "size_curves.pdf", "agreement_decomposition.pdf",
+                 "table1_intramodal.csv", "table2_crossmodal.csv", "crossmodal_cka.csv", "trend_tests.csv"):
+        assert name in html, name
+    assert "Seed 000, Figure 1" in html
+
+
+@pytest.mark.workflow
+def test_killed_run_resumes_to_the_same_tables_as_an_uninterrupted_one(workdir, tmp_path, repo):
+    """SIGKILL the whole workflow during an embedding job, rerun it, and compare every table byte for byte
+    with the uninterrupted run (which also shows that two runs give identical tables)."""
+    import os
+    import signal
+    import time
+
+    if not (workdir / "results" / "tables" / "trend_tests.csv").exists():
+        _snakemake(["--cores", "2", "--configfile", "tests/config/test.yaml"], workdir)
+    other = tmp_path / "samesky"
+    shutil.copytree(repo, other, ignore=shutil.ignore_patterns(".venv", "results", ".snakemake", ".git", "*.egg-info"))
+    args = SNAKEMAKE + ["--cores", "2", "--configfile", "tests/config/test.yaml"]
+    proc = subprocess.Popen(args, cwd=other, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    embed_logs = other / "results" / "logs" / "embed"
+    deadline = time.time() + 600
+    while time.time() < deadline and not (embed_logs.exists() and any(embed_logs.rglob("*.log"))):
+        time.sleep(0.5)
+    assert proc.poll() is None, "the workflow ended before an embedding job started"
+    time.sleep(2)  # inside the job
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    started = [p.relative_to(embed_logs).with_suffix(".parquet") for p in embed_logs.rglob("*.log")]
+    finished = list((other / "results" / "embeddings").rglob("*.parquet"))
+    assert len(finished) < 20, "killed before every embedding was written"
+    assert any(not (other / "results" / "embeddings" / p).exists() for p in started), "killed inside a job"
+    for path in finished:  # whatever exists is complete: it reads back whole
+        from samesky.embed.run import read_embeddings
+
+        ids, emb, meta = read_embeddings(path)
+        assert len(ids) == meta["data"]["n_objects"]
+    # SIGKILL leaves Snakemake's lock behind; the documented recovery is --unlock, then the same command
+    _snakemake(["--unlock", "--configfile", "tests/config/test.yaml"], other)
+    _snakemake(["--cores", "2", "--configfile", "tests/config/test.yaml"], other)
+    assert not list((other / "results").rglob("*.partial")), "no temporary output is left behind"
+    for table in TABLES:
+        assert (other / "results" / table).read_bytes() == (workdir / "results" / table).read_bytes(), table

@@ -23,6 +23,9 @@ def atomic_path(final: str | os.PathLike, is_dir: bool = False) -> Iterator[Path
     """Yield a temporary path beside ``final``; move it onto ``final`` only if the block succeeds."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{final.name}.*.partial"):  # left by a job that was killed
+        log.info("removing %s, left by an interrupted run", stale)
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
     target = tmp if is_dir else tmp / final.name
     try:

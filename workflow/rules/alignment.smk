@@ -31,11 +31,19 @@ rule alignment_tables:
     input:
         expand(f"{RESULTS}/alignment/{{pair}}/scores.csv", pair=PAIRS),
     output:
-        table1=multiext(f"{RESULTS}/tables/table1_intramodal", ".csv", ".md", ".tex"),
-        table2=multiext(f"{RESULTS}/tables/table2_crossmodal", ".csv", ".md", ".tex"),
-        cka=multiext(f"{RESULTS}/tables/crossmodal_cka", ".csv", ".md", ".tex"),
-        trends=f"{RESULTS}/tables/trend_tests.csv",
-        figure1=f"{RESULTS}/figures/figure1_crossmodal.pdf",
+        table1=report(f"{RESULTS}/tables/table1_intramodal.csv", caption="../report/table1.rst", category="Alignment"),
+        table1_md=f"{RESULTS}/tables/table1_intramodal.md",
+        table1_tex=f"{RESULTS}/tables/table1_intramodal.tex",
+        table2=report(f"{RESULTS}/tables/table2_crossmodal.csv", caption="../report/table2.rst", category="Alignment"),
+        table2_md=f"{RESULTS}/tables/table2_crossmodal.md",
+        table2_tex=f"{RESULTS}/tables/table2_crossmodal.tex",
+        cka=report(f"{RESULTS}/tables/crossmodal_cka.csv", caption="../report/cka.rst", category="Alignment"),
+        cka_md=f"{RESULTS}/tables/crossmodal_cka.md",
+        cka_tex=f"{RESULTS}/tables/crossmodal_cka.tex",
+        trends=report(f"{RESULTS}/tables/trend_tests.csv", caption="../report/trends.rst", category="Alignment"),
+        figure1=report(
+            f"{RESULTS}/figures/figure1_crossmodal.pdf", caption="../report/figure1.rst", category="Alignment"
+        ),
     params:
         alignment=config["alignment"],
     log:
@@ -74,8 +82,12 @@ rule size_curve_figures:
         expand(f"{RESULTS}/alignment/{{pair}}/size_curves.csv", pair=PAIRS),
     output:
         table=f"{RESULTS}/tables/size_curves.csv",
-        mknn=f"{RESULTS}/figures/size_curves.pdf",
-        decomposition=f"{RESULTS}/figures/agreement_decomposition.pdf",
+        mknn=report(f"{RESULTS}/figures/size_curves.pdf", caption="../report/size_curves.rst", category="Dataset size"),
+        decomposition=report(
+            f"{RESULTS}/figures/agreement_decomposition.pdf",
+            caption="../report/decomposition.rst",
+            category="Dataset size",
+        ),
     params:
         model=config["alignment"]["size_curves"]["decomposition_model"],
     log:
@@ -84,3 +96,4 @@ rule size_curve_figures:
         "../../envs/cpu.yaml"
     script:
         "../scripts/size_curve_figures.py"
+

@@ -33,7 +33,7 @@ rule crossmatch_summary:
     input:
         expand(f"{RESULTS}/crossmatch/{{pair}}/summary.csv", pair=PAIRS),
     output:
-        f"{RESULTS}/crossmatch/summary.csv",
+        report(f"{RESULTS}/crossmatch/summary.csv", caption="../report/crossmatch.rst", category="Data"),
     log:
         f"{RESULTS}/logs/crossmatch_summary.log",
     conda:

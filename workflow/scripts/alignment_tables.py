@@ -23,10 +23,10 @@ cap2 = (f"Crossmodal MKNN (%, k = {k}) of each model size, each dataset against 
 t3 = tables.crossmodal_table(scores, k, measure="cka_debiased")
 cap3 = ("Crossmodal debiased linear CKA (x 100) on the same objects as Table 2: the second alignment measure "
         "seed 000 names as future work (linear CKA is in results/alignment/<pair>/scores.csv).")
-for table, paths, caption, label in ((t1, out.table1, cap1, "tab:intramodal"), (t2, out.table2, cap2, "tab:crossmodal"),
-                                     (t3, out.cka, cap3, "tab:cka")):
-    write_csv(paths[0], table)
-    write_text(paths[1], tables.to_markdown(table, caption))
-    write_text(paths[2], tables.to_latex(table, caption, label))
+for name, table, caption, label in (("table1", t1, cap1, "tab:intramodal"), ("table2", t2, cap2, "tab:crossmodal"),
+                                    ("cka", t3, cap3, "tab:cka")):
+    write_csv(out[name], table)
+    write_text(out[f"{name}_md"], tables.to_markdown(table, caption))
+    write_text(out[f"{name}_tex"], tables.to_latex(table, caption, label))
 write_csv(out.trends, tables.trend_tests(scores, k))
 tables.figure1(scores, k, out.figure1)

@@ -124,6 +124,38 @@ def test_a_single_figure_needs_only_its_own_jobs(workdir):
     assert counts["alignment_tables"] == 1
 
 
+PROVENANCE = {  # each table's record, and the datasets and models it rests on
+    "tables/alignment_tables.provenance.json": ({"hsc", "jwst", "legacysurvey", "desi", "sdss"}, 4),
+    "tables/size_curves.provenance.json": ({"hsc", "jwst", "legacysurvey", "desi", "sdss"}, 4),
+    "embeddings/summary.provenance.json": ({"hsc", "jwst", "legacysurvey", "desi", "sdss"}, 4),
+    "crossmatch/summary.provenance.json": ({"hsc", "jwst", "legacysurvey", "desi", "sdss"}, 0),
+    "crossmatch/truth_recovery.provenance.json": ({"hsc", "jwst", "legacysurvey", "desi", "sdss"}, 0),
+    "alignment/sdss_hsc/provenance.json": ({"hsc", "sdss"}, 4),
+    "spectra/sdss_hsc/provenance.json": ({"hsc", "sdss"}, 0),
+}
+
+
+@pytest.mark.workflow
+def test_every_table_records_datasets_models_config_versions_and_seed(workdir):
+    import json
+
+    if not (workdir / "results" / "tables" / "trend_tests.csv").exists():
+        _snakemake(["--cores", "2", "--configfile", "tests/config/test.yaml"], workdir)
+    hashes = set()
+    for path, (datasets, n_models) in PROVENANCE.items():
+        rec = json.loads((workdir / "results" / path).read_text())
+        assert set(rec["datasets"]) == datasets, path
+        for name, ds in rec["datasets"].items():
+            assert ds["source"] and ds["revision_resolved"].startswith("sha256:"), (path, name)
+        assert len(rec["models"]) == n_models, path
+        for name, model in rec["models"].items():
+            assert {"hub_id", "revision", "weights", "seed", "pooling"} <= set(model), (path, name)
+        assert rec["seed"] == 42 and rec["preset"] == "test"
+        assert {"samesky", "torch", "transformers", "faiss-cpu", "snakemake"} <= set(rec["versions"])
+        hashes.add(rec["config_sha256"])
+    assert len(hashes) == 1 and len(hashes.pop()) == 64  # one config behind every result
+
+
 TABLES = ["tables/table1_intramodal.csv", "tables/table2_crossmodal.csv", "tables/crossmodal_cka.csv",
           "tables/trend_tests.csv", "tables/size_curves.csv", "crossmatch/summary.csv",
           "crossmatch/truth_recovery.csv", "embeddings/summary.csv", "spectra/sdss_hsc/resampling.csv",

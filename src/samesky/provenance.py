@@ -6,6 +6,7 @@ import hashlib
 import json
 import platform
 from importlib import metadata
+from pathlib import Path
 
 PACKAGES = ("samesky", "numpy", "scipy", "pandas", "pyarrow", "astropy", "datasets", "huggingface-hub",
             "snakemake", "torch", "transformers", "specutils", "faiss-cpu", "scikit-learn", "matplotlib")
@@ -27,13 +28,47 @@ def package_versions(names=PACKAGES) -> dict:
     return out
 
 
-def record(config: dict, step: str, **extra) -> dict:
-    """A provenance record for one output of one workflow step."""
+def read_records(paths) -> list[dict]:
+    records = []
+    for path in paths:
+        try:
+            records.append(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path}: unreadable provenance record ({exc})") from exc
+    return records
+
+
+def lineage(records) -> dict:
+    """The datasets and models behind a result, merged from its inputs' provenance records."""
+    datasets, models = {}, {}
+    for rec in records:
+        datasets.update(rec.get("datasets") or {})
+        models.update(rec.get("models") or {})
+    return {"datasets": dict(sorted(datasets.items())), "models": dict(sorted(models.items()))}
+
+
+def record(config: dict, step: str, upstream=(), datasets: dict | None = None, models: dict | None = None,
+           **extra) -> dict:
+    """A provenance record for one output of one workflow step.
+
+    ``upstream`` are the provenance files of the step's inputs: their datasets and models are carried
+    forward, so a table names every dataset revision and model revision it rests on.
+    """
+    behind = lineage(read_records(upstream))
+    behind["datasets"].update(datasets or {})
+    behind["models"].update(models or {})
     return {
         "step": step,
         "preset": config.get("preset"),
         "seed": config.get("seed"),
         "config_sha256": config_hash(config),
         "versions": package_versions(),
+        **behind,
         **extra,
     }
+
+
+def dataset_entry(info: dict) -> dict:
+    """What a result needs to know about one downloaded dataset."""
+    keys = ("source", "config_name", "split", "revision_requested", "revision_resolved", "n_rows")
+    return {k: info.get(k) for k in keys}

@@ -4,7 +4,8 @@
 
 rule align_pair:
     input:
-        lambda wildcards: [f["path"] for f in pair_embedding_files(wildcards.pair)],
+        embeddings=lambda wildcards: [f["path"] for f in pair_embedding_files(wildcards.pair)],
+        provenance=lambda wildcards: [provenance_of(f["path"]) for f in pair_embedding_files(wildcards.pair)],
     output:
         scores=f"{RESULTS}/alignment/{{pair}}/scores.csv",
         provenance=f"{RESULTS}/alignment/{{pair}}/provenance.json",
@@ -29,7 +30,8 @@ rule align_pair:
 
 rule alignment_tables:
     input:
-        expand(f"{RESULTS}/alignment/{{pair}}/scores.csv", pair=PAIRS),
+        scores=expand(f"{RESULTS}/alignment/{{pair}}/scores.csv", pair=PAIRS),
+        provenance=expand(f"{RESULTS}/alignment/{{pair}}/provenance.json", pair=PAIRS),
     output:
         table1=report(f"{RESULTS}/tables/table1_intramodal.csv", caption="../report/table1.rst", category="Alignment"),
         table1_md=f"{RESULTS}/tables/table1_intramodal.md",
@@ -44,6 +46,7 @@ rule alignment_tables:
         figure1=report(
             f"{RESULTS}/figures/figure1_crossmodal.pdf", caption="../report/figure1.rst", category="Alignment"
         ),
+        provenance=f"{RESULTS}/tables/alignment_tables.provenance.json",
     params:
         alignment=config["alignment"],
     log:
@@ -58,7 +61,8 @@ rule size_curves:
     input:
         unpack(size_curve_inputs),
     output:
-        f"{RESULTS}/alignment/{{pair}}/size_curves.csv",
+        table=f"{RESULTS}/alignment/{{pair}}/size_curves.csv",
+        provenance=f"{RESULTS}/alignment/{{pair}}/size_curves.provenance.json",
     params:
         files=lambda wildcards: pair_embedding_files(wildcards.pair),
         surveys=lambda wildcards: pair_surveys(wildcards.pair),
@@ -79,7 +83,8 @@ rule size_curves:
 
 rule size_curve_figures:
     input:
-        expand(f"{RESULTS}/alignment/{{pair}}/size_curves.csv", pair=PAIRS),
+        tables=expand(f"{RESULTS}/alignment/{{pair}}/size_curves.csv", pair=PAIRS),
+        provenance=expand(f"{RESULTS}/alignment/{{pair}}/size_curves.provenance.json", pair=PAIRS),
     output:
         table=f"{RESULTS}/tables/size_curves.csv",
         mknn=report(f"{RESULTS}/figures/size_curves.pdf", caption="../report/size_curves.rst", category="Dataset size"),
@@ -88,6 +93,7 @@ rule size_curve_figures:
             caption="../report/decomposition.rst",
             category="Dataset size",
         ),
+        provenance=f"{RESULTS}/tables/size_curves.provenance.json",
     params:
         model=config["alignment"]["size_curves"]["decomposition_model"],
     log:
@@ -96,4 +102,3 @@ rule size_curve_figures:
         "../../envs/cpu.yaml"
     script:
         "../scripts/size_curve_figures.py"
-

@@ -1,6 +1,7 @@
 # Config validation and the helpers every stage uses. Validation runs when the workflow is parsed, so a
 # bad config stops `snakemake` (and `snakemake -n`) before any job starts.
 
+import os
 import sys
 from pathlib import Path
 
@@ -74,6 +75,15 @@ def pair_embedding_files(pair):
          "params_m": MODELS[model].params_m, "path": embedding_path(pair, survey, model)}
         for pair_, survey, model in embedding_jobs(pair)
     ]
+
+
+def provenance_of(path):
+    """The provenance record a job writes beside an output: X.parquet -> X.provenance.json, and
+    <stage>/<pair>/dataset -> <stage>/<pair>/provenance.json."""
+    folder, name = os.path.split(path)
+    if name == "dataset":
+        return os.path.join(folder, "provenance.json")
+    return os.path.join(folder, name.rsplit(".", 1)[0] + ".provenance.json")
 
 
 def embedding_dataset(wildcards):

@@ -31,9 +31,11 @@ rule crossmatch:
 
 rule crossmatch_summary:
     input:
-        expand(f"{RESULTS}/crossmatch/{{pair}}/summary.csv", pair=PAIRS),
+        summaries=expand(f"{RESULTS}/crossmatch/{{pair}}/summary.csv", pair=PAIRS),
+        provenance=expand(f"{RESULTS}/crossmatch/{{pair}}/provenance.json", pair=PAIRS),
     output:
-        report(f"{RESULTS}/crossmatch/summary.csv", caption="../report/crossmatch.rst", category="Data"),
+        table=report(f"{RESULTS}/crossmatch/summary.csv", caption="../report/crossmatch.rst", category="Data"),
+        provenance=f"{RESULTS}/crossmatch/summary.provenance.json",
     log:
         f"{RESULTS}/logs/crossmatch_summary.log",
     conda:
@@ -47,8 +49,10 @@ rule crossmatch_truth_recovery:
     input:
         truth=f"{RESULTS}/mini_universe/truth.parquet",
         pairs=expand(f"{RESULTS}/crossmatch/{{pair}}/pairs.csv", pair=PAIRS),
+        provenance=expand(f"{RESULTS}/crossmatch/{{pair}}/provenance.json", pair=PAIRS),
     output:
-        f"{RESULTS}/crossmatch/truth_recovery.csv",
+        table=f"{RESULTS}/crossmatch/truth_recovery.csv",
+        provenance=f"{RESULTS}/crossmatch/truth_recovery.provenance.json",
     params:
         pairs=[PAIRS[p] for p in PAIRS],
         datasets=DATASETS,

@@ -26,10 +26,12 @@ rule fetch_model:
 
 rule resample_spectra:
     input:
-        f"{RESULTS}/crossmatch/{{pair}}/dataset",
+        dataset=f"{RESULTS}/crossmatch/{{pair}}/dataset",
+        provenance=f"{RESULTS}/crossmatch/{{pair}}/provenance.json",
     output:
         dataset=directory(f"{RESULTS}/spectra/{{pair}}/dataset"),
         summary=f"{RESULTS}/spectra/{{pair}}/resampling.csv",
+        provenance=f"{RESULTS}/spectra/{{pair}}/provenance.json",
     params:
         survey=lambda wildcards: pair_surveys(wildcards.pair)[1],
     log:
@@ -49,6 +51,7 @@ rule resample_spectra:
 rule embed:
     input:
         dataset=embedding_dataset,
+        provenance=lambda wildcards: provenance_of(embedding_dataset(wildcards)),
         model=f"{RESULTS}/models/{{model}}",
     output:
         embeddings=f"{RESULTS}/embeddings/{{pair}}/{{survey}}/{{model}}.parquet",
@@ -74,9 +77,11 @@ rule embed:
 
 rule embedding_summary:
     input:
-        embedding_targets(),
+        embeddings=embedding_targets(),
+        provenance=[provenance_of(p) for p in embedding_targets()],
     output:
-        f"{RESULTS}/embeddings/summary.csv",
+        table=f"{RESULTS}/embeddings/summary.csv",
+        provenance=f"{RESULTS}/embeddings/summary.provenance.json",
     log:
         f"{RESULTS}/logs/embedding_summary.log",
     conda:

@@ -16,5 +16,6 @@ files = [EmbeddingFile(**f) for f in snakemake.params.files]
 scores = align_pair(snakemake.wildcards.pair, reference, other, files, opts["k"],
                     opts.get("n_permutations", 1000), snakemake.params.seed)
 write_csv(snakemake.output.scores, scores)
-write_json(snakemake.output.provenance, record(snakemake.config, "align_pair", pair=snakemake.wildcards.pair,
+write_json(snakemake.output.provenance, record(snakemake.config, "align_pair", snakemake.input.provenance,
+                                               pair=snakemake.wildcards.pair,
                                                inputs=[f["path"] for f in snakemake.params.files]))

@@ -8,12 +8,13 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 import pandas as pd  # noqa: E402
 
 from samesky.align import tables  # noqa: E402
-from samesky.io import setup_logging, write_csv, write_text  # noqa: E402
+from samesky.io import setup_logging, write_csv, write_json, write_text  # noqa: E402
+from samesky.provenance import record  # noqa: E402
 
 setup_logging(snakemake.log[0])
 opts = snakemake.params.alignment
 k = opts.get("table_k", 10)
-scores = pd.concat([pd.read_csv(p) for p in snakemake.input], ignore_index=True)
+scores = pd.concat([pd.read_csv(p) for p in snakemake.input.scores], ignore_index=True)
 out = snakemake.output
 t1 = tables.intramodal_table(scores, k, opts.get("hsc_pair", "legacysurvey_hsc"))
 t2 = tables.crossmodal_table(scores, k)
@@ -30,3 +31,4 @@ for name, table, caption, label in (("table1", t1, cap1, "tab:intramodal"), ("ta
     write_text(out[f"{name}_tex"], tables.to_latex(table, caption, label))
 write_csv(out.trends, tables.trend_tests(scores, k))
 tables.figure1(scores, k, out.figure1)
+write_json(out.provenance, record(snakemake.config, "alignment_tables", snakemake.input.provenance))

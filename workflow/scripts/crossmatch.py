@@ -36,8 +36,5 @@ summary = {"pair": pair["name"], "reference": pair["reference"], "other": pair["
 save_dataset(paired, snakemake.output.dataset)
 write_csv(snakemake.output.pairs, pairs)
 write_csv(snakemake.output.summary, pd.DataFrame([summary]))
-inputs = {}
-for name in specs:
-    with open(f"{snakemake.input[name]}.provenance.json") as fh:
-        inputs[name] = json.load(fh)
-write_json(snakemake.output.provenance, record(snakemake.config, "crossmatch", pair=pair, summary=summary, inputs=inputs))
+upstream = [f"{snakemake.input[name]}.provenance.json" for name in specs]
+write_json(snakemake.output.provenance, record(snakemake.config, "crossmatch", upstream, pair=pair, summary=summary))

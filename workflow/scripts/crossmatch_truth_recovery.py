@@ -8,7 +8,8 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
 import pandas as pd  # noqa: E402
 
-from samesky.io import setup_logging, write_csv  # noqa: E402
+from samesky.io import setup_logging, write_csv, write_json  # noqa: E402
+from samesky.provenance import record  # noqa: E402
 from samesky.mini_universe.truth import truth_recovery  # noqa: E402
 
 setup_logging(snakemake.log[0])
@@ -20,4 +21,5 @@ for pair, path in zip(snakemake.params.pairs, snakemake.input.pairs):
     row = {"pair": pair["name"], **truth_recovery(truth, pd.read_csv(path, dtype=str).astype({"separation_arcsec": float}), ref, other)}
     logging.getLogger("truth_recovery").info("%s", row)
     rows.append(row)
-write_csv(snakemake.output[0], pd.DataFrame(rows))
+write_csv(snakemake.output.table, pd.DataFrame(rows))
+write_json(snakemake.output.provenance, record(snakemake.config, "crossmatch_truth_recovery", snakemake.input.provenance))

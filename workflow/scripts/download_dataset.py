@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
 from samesky.hub import download_dataset  # noqa: E402
 from samesky.io import setup_logging, write_json  # noqa: E402
-from samesky.provenance import record  # noqa: E402
+from samesky.provenance import dataset_entry, record  # noqa: E402
 
 setup_logging(snakemake.log[0])
 spec = snakemake.params.spec
@@ -19,4 +19,5 @@ info = download_dataset(
     config_name=spec.get("config_name"),
     cache_dir=Path(snakemake.output.data).parent,
 )
-write_json(snakemake.output.provenance, record(snakemake.config, "download_dataset", dataset=spec["name"], **info))
+write_json(snakemake.output.provenance, record(snakemake.config, "download_dataset", datasets={spec["name"]: dataset_entry(info)},
+                                                      dataset=spec["name"], **info))

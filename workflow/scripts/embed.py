@@ -35,7 +35,7 @@ manifest = read_manifest(snakemake.input.model)
 info = {
     "model": {"family": spec.family, "size": spec.size, "hub_id": manifest.get("hub_id"),
               "revision": manifest.get("revision_resolved") or manifest.get("revision"),
-              "weights": manifest["weights"], "pooling": spec.pooling, "params_m": spec.params_m},
+              "weights": manifest["weights"], "seed": manifest.get("seed"), "pooling": spec.pooling, "params_m": spec.params_m},
     "data": {"pair": snakemake.wildcards.pair, "survey": survey, "n_objects": len(ids),
              "dim": int(emb.shape[1]) if len(ids) else 0},
     "run": {"device": str(device), "bf16": bool(opts["bf16"] and device.type == "cuda"),
@@ -43,5 +43,6 @@ info = {
     **meta,
 }
 write_embeddings(snakemake.output.embeddings, ids, emb, extra, metadata=info)
-write_json(snakemake.output.provenance, record(snakemake.config, "embed", **info))
+write_json(snakemake.output.provenance, record(snakemake.config, "embed", [snakemake.input.provenance],
+                                                  models={snakemake.wildcards.model: info["model"]}, **info))
 log.info("wrote %d x %d embeddings in %.1f s", len(ids), info["data"]["dim"], seconds)

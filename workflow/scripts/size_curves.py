@@ -10,7 +10,8 @@ import pandas as pd  # noqa: E402
 
 from samesky.align.curves import class_bins, pair_size_curves  # noqa: E402
 from samesky.align.scores import EmbeddingFile  # noqa: E402
-from samesky.io import load_dataset_dir, setup_logging, write_csv  # noqa: E402
+from samesky.io import load_dataset_dir, setup_logging, write_csv, write_json  # noqa: E402
+from samesky.provenance import record  # noqa: E402
 
 setup_logging(snakemake.log[0])
 log = logging.getLogger("size_curves")
@@ -35,4 +36,6 @@ files = [EmbeddingFile(**f) for f in snakemake.params.files]
 curves = pair_size_curves(reference, other, files, opts["k"], curve_opts["seeds"], labels, curve_opts["smallest"])
 curves.insert(0, "pair", snakemake.wildcards.pair)
 curves["property"] = prop if labels is not None else ""
-write_csv(snakemake.output[0], curves)
+write_csv(snakemake.output.table, curves)
+upstream = [f["path"].rsplit(".", 1)[0] + ".provenance.json" for f in snakemake.params.files]
+write_json(snakemake.output.provenance, record(snakemake.config, "size_curves", upstream, pair=snakemake.wildcards.pair))

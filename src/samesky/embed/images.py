@@ -4,6 +4,8 @@ Seed 000: three bands as RGB (z, r, g for HSC and Legacy; F444W, F277W, F090W fo
 scaled so that its 5th and 99th percentiles, computed over up to 10,000 images of the dataset, map to
 the minimum and maximum; then each model's own preprocessing. Bad pixels (mask True, NaN, inf) are set
 to the channel's low percentile (black) and counted per image, so they never look like sources.
+An image with no data in the RGB bands (every pixel bad or exactly zero, as off-footprint cutouts are)
+is blank: it is left out of the scaling sample and not embedded (logged, listed in the metadata).
 """
 
 from __future__ import annotations
@@ -63,14 +65,21 @@ def select_bands(image: dict, wanted: tuple[str, ...], object_id: str = "?") -> 
     return sel_flux, sel_mask | ~np.isfinite(sel_flux)
 
 
+def is_blank(flux: np.ndarray, bad: np.ndarray) -> bool:
+    """No data in the selected bands: every pixel is bad or exactly zero."""
+    return bool(np.all(bad | (flux == 0)))
+
+
 def compute_scaling(images, wanted, low_pct=5.0, high_pct=99.0, max_images=10_000) -> Scaling:
-    """Per-channel percentiles over the good pixels of up to ``max_images`` images (in dataset order)."""
+    """Per-channel percentiles over the good pixels of up to ``max_images`` non-blank images (in dataset order)."""
     per_channel = [[] for _ in wanted]
     n = 0
     for object_id, image in images:
         if n >= max_images:
             break
         flux, bad = select_bands(image, wanted, object_id)
+        if is_blank(flux, bad):
+            continue
         for c in range(len(wanted)):
             per_channel[c].append(flux[c][~bad[c]])
         n += 1

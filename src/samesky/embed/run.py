@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from ..io import atomic_path
-from .images import compute_scaling, image_records, rgb_bands, to_rgb
+from .images import compute_scaling, image_records, is_blank, rgb_bands, select_bands, to_rgb
 from .models import LoadedModel
 from .spectra import SpectrumError, clean_flux
 
@@ -63,25 +63,29 @@ def embed_images(ds, column: str, survey: str, model: LoadedModel, batch_size: i
     scaling = compute_scaling(sample, bands, max_images=scaling_images)
     log.info("%s %s: RGB scaling %s", column, bands, scaling.as_dict())
     model.to(device)
-    ids, chunks, bad_counts, n_all_bad = [], [], [], 0
+    ids, chunks, bad_counts, blank = [], [], [], []
     bar = tqdm(total=len(ds), desc=f"embed {column}", disable=not progress, mininterval=5)
     with torch.inference_mode(), _autocast(device, bf16):
         for batch_ids, images in _image_batches(ds, column, batch_size):
-            rgb, nbad = zip(*(to_rgb(img, scaling, oid) for oid, img in zip(batch_ids, images)))
+            keep = [(oid, img) for oid, img in zip(batch_ids, images) if not is_blank(*select_bands(img, bands, oid))]
+            blank += sorted(set(batch_ids) - {oid for oid, _ in keep})
+            bar.update(len(batch_ids))
+            if not keep:
+                continue
+            rgb, nbad = zip(*(to_rgb(img, scaling, oid) for oid, img in keep))
             inputs = {k: v.to(device) for k, v in model.prepare_images(np.stack(rgb)).items()}
             chunks.append(model.embed(inputs).float().cpu().numpy())
-            ids += batch_ids
+            ids += [oid for oid, _ in keep]
             bad_counts += nbad
-            n_all_bad += sum(n == im.size for n, im in zip(nbad, rgb))
-            bar.update(len(batch_ids))
     bar.close()
     emb = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
     frame = pd.DataFrame({"object_id": ids, "n_bad_pixels": bad_counts})
     meta = {"preprocessing": {"rgb": scaling.as_dict(), "bad_pixels": "set to the channel's low percentile",
                               "images_with_bad_pixels": int(np.count_nonzero(bad_counts)),
-                              "images_all_bad": int(n_all_bad)}}
-    if n_all_bad:
-        log.warning("%s: %d images have no good pixel in the RGB bands; embedded as blank images", column, n_all_bad)
+                              "blank_images": "no data in the RGB bands (all bad or all zero): not embedded",
+                              "skipped_objects": blank}}
+    if blank:
+        log.warning("%s: %d blank images (no data in %s) not embedded: %s", column, len(blank), bands, blank[:20])
     return ids, emb.astype(np.float32), frame, meta
 
 
@@ -97,7 +101,7 @@ def embed_spectra(ds, column: str, model: LoadedModel, batch_size: int = 32, dev
             fluxes, keep = [], []
             for oid, spec in zip(batch_ids, _records(spectra)):
                 try:
-                    flux, n = clean_flux(spec["flux"], oid)
+                    flux, n = clean_flux(spec["flux"], oid, spec.get("ivar"))
                 except SpectrumError as exc:
                     log.warning("skipping %s", exc)
                     skipped.append(oid)
@@ -112,7 +116,8 @@ def embed_spectra(ds, column: str, model: LoadedModel, batch_size: int = 32, dev
             bar.update(len(batch_ids))
     bar.close()
     emb = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
-    meta = {"preprocessing": {"spectrum": "flux as given; non-finite values set to the spectrum's finite mean",
+    meta = {"preprocessing": {"spectrum": "flux as given; non-finite values set to the spectrum's finite mean; "
+                                          "spectra with ivar == 0 everywhere are not embedded",
                               "non_finite_values_replaced": n_fixed, "skipped_objects": skipped,
                               "specformer_pooling": model.specformer_pooling}}
     return ids, emb.astype(np.float32), pd.DataFrame({"object_id": ids}), meta
@@ -141,7 +146,10 @@ def read_embeddings(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, di
     """(object ids, float32 (N, D) array, metadata) of an embeddings file."""
     import json
 
-    table = pq.read_table(path)
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:  # truncated or not parquet
+        raise OSError(f"could not read the embeddings at {path}: {exc}; rerun the rule that makes it") from exc
     ids = np.asarray(table.column("object_id").to_pylist(), dtype=object)
     col = table.column("embedding").combine_chunks()
     dim = col.type.list_size

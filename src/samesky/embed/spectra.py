@@ -75,8 +75,16 @@ def resample_to_desi(wave, flux, ivar, mask=None, target=None, object_id="?") ->
             "fill_value": fill}
 
 
-def clean_flux(flux, object_id="?") -> tuple[np.ndarray, int]:
-    """Flux ready for Specformer: non-finite values replaced by the mean of the finite ones (counted)."""
+def clean_flux(flux, object_id="?", ivar=None) -> tuple[np.ndarray, int]:
+    """Flux ready for Specformer: non-finite values replaced by the mean of the finite ones (counted).
+
+    A spectrum whose inverse variance is zero (or non-finite) everywhere carries no measurement and is
+    refused, whatever its flux column holds.
+    """
+    if ivar is not None:
+        ivar = np.asarray(ivar, dtype=float)
+        if ivar.size and not np.any(np.isfinite(ivar) & (ivar > 0)):
+            raise SpectrumError(f"object {object_id}: inverse variance is zero over the whole spectrum")
     flux = np.asarray(flux, dtype=np.float32)
     bad = ~np.isfinite(flux)
     if bad.all():

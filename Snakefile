@@ -31,6 +31,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/crossmatch.smk"
 include: "workflow/rules/embed.smk"
 include: "workflow/rules/alignment.smk"
+include: "workflow/rules/probes.smk"
 
 
 rule all:

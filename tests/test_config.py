@@ -49,6 +49,8 @@ def _broken(config, path, value):
     (("seed",), "forty-two", "instance['seed']"),
     (("models", 0, "family"), "resnet", "instance['models'][0]['family']"),
     (("crossmatch", "radius"), 1.0, "Additional properties are not allowed ('radius' was unexpected)"),
+    (("probes", "mlp"), "deep", "instance['probes']['mlp']"),
+    (("probes", "test_fraction"), 1.5, "instance['probes']['test_fraction']"),
 ])
 def test_schema_errors_name_the_key(repo, default_config, path, value, message):
     with pytest.raises(WorkflowError) as err:
@@ -64,6 +66,11 @@ def test_schema_errors_name_the_key(repo, default_config, path, value, message):
     (("alignment", "size_curves", "decomposition_model"), "vit-colossal",
      "config key alignment.size_curves.decomposition_model: 'vit-colossal' is not among the configured models"),
     (("alignment", "hsc_pair"), "euclid_hsc", "config key alignment.hsc_pair: unknown pair 'euclid_hsc'"),
+    (("probes", "pair"), "euclid_hsc", "config key probes.pair: unknown pair 'euclid_hsc'"),
+    (("probes", "structure_models", 0), "hsc/vit-colossal", "config key probes.structure_models[0]: 'hsc/vit-colossal'"),
+    (("probes", "compare", 0, 1), "sdss/dinov2-giant", "config key probes.compare[0]: 'sdss/dinov2-giant' is not"),
+    (("probes", "robustness_models", 1), "desi/dinov2-giant",
+     "config key probes.robustness_models[1]: 'desi/dinov2-giant': model dinov2-giant does not embed desi data"),
 ])
 def test_reference_errors_name_the_key(repo, default_config, path, value, message):
     with pytest.raises(ConfigError, match=None) as err:

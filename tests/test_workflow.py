@@ -38,20 +38,25 @@ def workdir(tmp_path_factory, repo):
     return dest
 
 
+# 16 image model sizes on HSC + Specformer on DESI, each probed; then one job per analysis
+PROBE_JOBS = {"probe_sample": 1, "probe_regressions": 17, "probe_tables": 1, "probe_environment": 1,
+              "probe_brightness": 1, "probe_sky": 1, "embedding_structure": 1, "probe_residuals": 1}
+
+
 def test_dry_run_of_the_embedded_default(workdir):
     counts = _job_counts(_snakemake(["-n"], workdir))
     # 16 image model sizes x 6 image sides (HSC in 4 pairs, JWST, Legacy) + Specformer x 2 spectrum sides
     assert counts == {"mini_universe": 1, "download_dataset": 5, "crossmatch": 4, "crossmatch_summary": 1,
                       "crossmatch_truth_recovery": 1, "fetch_model": 17, "resample_spectra": 1, "embed": 98,
                       "embedding_summary": 1, "align_pair": 4, "alignment_tables": 1, "size_curves": 4,
-                      "size_curve_figures": 1, "all": 1}
+                      "size_curve_figures": 1, **PROBE_JOBS, "all": 1}
 
 
 def test_dry_run_of_the_paper_preset(workdir):
     counts = _job_counts(_snakemake(["-n", "--configfile", "config/paper.yaml"], workdir))
     assert counts == {"download_dataset": 4, "crossmatch": 4, "crossmatch_summary": 1, "fetch_model": 17,
                       "resample_spectra": 1, "embed": 98, "embedding_summary": 1, "align_pair": 4,
-                      "alignment_tables": 1, "size_curves": 4, "size_curve_figures": 1, "all": 1}
+                      "alignment_tables": 1, "size_curves": 4, "size_curve_figures": 1, **PROBE_JOBS, "all": 1}
 
 
 def test_paper_preset_has_one_embedding_job_per_model_size_pair_and_side(workdir):
@@ -107,6 +112,19 @@ def test_end_to_end_on_a_small_mini_universe(workdir):
     curves = pd.read_csv(results / "tables" / "size_curves.csv")
     assert set(curves["pair"]) == {"jwst_hsc", "legacysurvey_hsc", "desi_hsc", "sdss_hsc"}
     assert curves["class_a"].notna().all() and set(curves["k"]) == {1, 10}
+    r2 = pd.read_csv(results / "tables" / "probe_r2_test.csv")
+    assert len(r2) == 2 * 4 and set(r2["method"]) == {"knn", "mlp"}  # 3 image sizes + Specformer, 2 probes
+    assert r2[["log_mstar", "log_z_mw", "t_age", "log_ssfr"]].notna().all().all()
+    boot = pd.read_csv(results / "tables" / "probe_bootstrap.csv")
+    assert len(boot) == 2 * 4 and (boot["delta_lo"] <= boot["delta"]).all() and (boot["delta"] <= boot["delta_hi"]).all()
+    env = pd.read_csv(results / "tables" / "probe_environment.csv")
+    assert set(env["env_bin"]) <= {"few", "moderate", "many"} and set(env["model"]) == {"vit-large", "specformer-base"}
+    assert set(pd.read_csv(results / "tables" / "probe_brightness.csv")["brightness"]) == {"bright", "faint"}
+    assert pd.read_csv(results / "tables" / "probe_sky.csv")["sky_group"].nunique() == 10
+    ami = pd.read_csv(results / "tables" / "structure_ami.csv")
+    assert len(ami) == 2 and ami[["log_mstar", "log_ssfr"]].abs().le(1).all().all()
+    assert (results / "figures" / "structure_umap_kmeans.pdf").stat().st_size > 0
+    assert len(pd.read_csv(results / "tables" / "residual_outliers.csv")) > 0
     for rule_log in ["mini_universe.log", "crossmatch/desi_hsc.log", "download_dataset/hsc.log",
                      "embed/desi_hsc/desi/specformer-base.log", "resample_spectra/sdss_hsc.log"]:
         assert (results / "logs" / rule_log).stat().st_size > 0
@@ -122,6 +140,10 @@ def test_a_single_figure_needs_only_its_own_jobs(workdir):
         assert unrelated not in counts
     counts = _job_counts(_snakemake(["-n", "results/tables/table1_intramodal.csv"], workdir))
     assert counts["alignment_tables"] == 1
+    # the environment analysis probes only its two embeddings, and aligns nothing
+    counts = _job_counts(_snakemake(["-n", "results/figures/probe_environment.pdf"], workdir))
+    assert counts["probe_regressions"] == 2 and counts["probe_environment"] == 1
+    assert "align_pair" not in counts and "probe_tables" not in counts
 
 
 PROVENANCE = {  # each table's record, and the datasets and models it rests on
@@ -132,6 +154,7 @@ PROVENANCE = {  # each table's record, and the datasets and models it rests on
     "crossmatch/truth_recovery.provenance.json": ({"hsc", "jwst", "legacysurvey", "desi", "sdss"}, 0),
     "alignment/sdss_hsc/provenance.json": ({"hsc", "sdss"}, 4),
     "spectra/sdss_hsc/provenance.json": ({"hsc", "sdss"}, 0),
+    "tables/probe_tables.provenance.json": ({"hsc", "desi", "probes_catalogue"}, 4),
 }
 
 
@@ -156,7 +179,8 @@ def test_every_table_records_datasets_models_config_versions_and_seed(workdir):
     assert len(hashes) == 1 and len(hashes.pop()) == 64  # one config behind every result
 
 
-TABLES = ["tables/table1_intramodal.csv", "tables/table2_crossmodal.csv", "tables/crossmodal_cka.csv",
+TABLES = ["tables/probe_r2_test.csv", "tables/probe_bootstrap.csv", "tables/probe_environment.csv",
+          "tables/structure_ami.csv", "tables/table1_intramodal.csv", "tables/table2_crossmodal.csv", "tables/crossmodal_cka.csv",
           "tables/trend_tests.csv", "tables/size_curves.csv", "crossmatch/summary.csv",
           "crossmatch/truth_recovery.csv", "embeddings/summary.csv", "spectra/sdss_hsc/resampling.csv",
           "alignment/desi_hsc/scores.csv"]
@@ -169,7 +193,9 @@ def test_report_is_built_with_every_figure_and_table(workdir):
     _snakemake(["--configfile", "tests/config/test.yaml", "--report", "report.html"], workdir)
     html = (workdir / "report.html").read_text(errors="replace")
     for name in ("figure1_crossmodal.pdf", "size_curves.pdf", "agreement_decomposition.pdf",
-                 "table1_intramodal.csv", "table2_crossmodal.csv", "crossmodal_cka.csv", "trend_tests.csv"):
+                 "table1_intramodal.csv", "table2_crossmodal.csv", "crossmodal_cka.csv", "trend_tests.csv",
+                 "probe_r2_test.csv", "probe_bootstrap.csv", "probe_environment.pdf", "structure_umap_kmeans.pdf",
+                 "residuals.pdf"):
         assert name in html, name
     assert "Seed 000, Figure 1" in html
 

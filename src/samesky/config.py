@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import ConfigError
-from .registry import check_models
+from .registry import check_models, get_spec
+from .surveys import modality_of
 
 
 def _unique(entries: list[dict], key: str) -> dict:
@@ -64,4 +65,25 @@ def check_config(config: dict) -> None:
     hsc_pair = config.get("alignment", {}).get("hsc_pair")
     if hsc_pair is not None and hsc_pair not in {p["name"] for p in config["pairs"]}:
         raise ConfigError(f"config key alignment.hsc_pair: unknown pair '{hsc_pair}'")
+    probes = config.get("probes")
+    if probes:
+        _check_probes(probes, config, model_names)
+
+
+def _check_probes(probes: dict, config: dict, model_names: set) -> None:
+    pair = next((p for p in config["pairs"] if p["name"] == probes["pair"]), None)
+    if pair is None:
+        raise ConfigError(f"config key probes.pair: unknown pair '{probes['pair']}'")
+    datasets = {d["name"]: d for d in config["datasets"]}
+    sides = (pair["reference"], pair["other"]) if "dataset" in pair else \
+        (datasets[pair["reference"]]["survey"], datasets[pair["other"]]["survey"])
+    names = [("compare", i, e) for i, ab in enumerate(probes["compare"]) for e in ab]
+    names += [(key, i, e) for key in ("structure_models", "robustness_models") for i, e in enumerate(probes[key])]
+    for key, i, entry in names:
+        survey, _, model = entry.partition("/")
+        if survey not in sides or model not in model_names:
+            raise ConfigError(f"config key probes.{key}[{i}]: '{entry}' is not '<survey>/<family>-<size>' with a "
+                              f"survey of pair {probes['pair']} {list(sides)} and a configured model")
+        if get_spec(*model.split("-", 1)).modality != modality_of(survey):
+            raise ConfigError(f"config key probes.{key}[{i}]: '{entry}': model {model} does not embed {survey} data")
 

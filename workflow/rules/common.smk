@@ -112,12 +112,58 @@ def size_curve_inputs(wildcards):
     return inputs
 
 
+def probe_embeddings():
+    """(survey, model) of every embedding of the probe pair: each image model on HSC, Specformer on DESI."""
+    return [(survey, model) for _, survey, model in embedding_jobs(config["probes"]["pair"])]
+
+
+def _embedding_names(entries):
+    return [tuple(entry.split("/", 1)) for entry in entries]
+
+
+def structure_embeddings():
+    return _embedding_names(config["probes"]["structure_models"])
+
+
+def robustness_embeddings():
+    return _embedding_names(config["probes"]["robustness_models"])
+
+
+def probe_prediction_inputs(embeddings):
+    paths = [f"{RESULTS}/probes/predictions/{s}/{m}.parquet" for s, m in embeddings]
+    return {"sample": f"{RESULTS}/probes/sample.parquet", "predictions": paths,
+            "provenance": [provenance_of(p) for p in paths]}
+
+
+def probe_catalogue_source():
+    source = config["probes"]["catalogue"]
+    return f"{MINI_HUB}/provabgs" if source == "mini" else source
+
+
+def probe_sample_inputs(wildcards):
+    pair = config["probes"]["pair"]
+    inputs = {"dataset": f"{RESULTS}/crossmatch/{pair}/dataset",
+              "provenance": f"{RESULTS}/crossmatch/{pair}/provenance.json"}
+    if config["probes"]["catalogue"] == "mini":
+        inputs["catalogue"] = MINI_HUB
+    return inputs
+
+
+def probe_targets():
+    if "probes" not in config:
+        return []
+    tables = ["probe_r2_test.csv", "probe_bootstrap.csv", "probe_environment.csv", "probe_brightness.csv",
+              "probe_sky.csv", "structure_kmeans.csv", "residual_outliers.csv"]
+    return [f"{RESULTS}/tables/{t}" for t in tables]
+
+
 def uses_mini_universe():
     return any(d["source"] == "mini" for d in DATASETS.values())
 
 
 def all_targets():
     targets = [f"{RESULTS}/crossmatch/summary.csv", f"{RESULTS}/embeddings/summary.csv"] + alignment_targets()
+    targets += probe_targets()
     if uses_mini_universe():
         targets.append(f"{RESULTS}/crossmatch/truth_recovery.csv")
     return targets

@@ -1,0 +1,118 @@
+"""From per-embedding probe predictions to seed 001's tables: R^2 (Tables 3-4), bootstrap CIs and
+differences (Tables 5-6), R^2 per environment bin, brightness class and sky partition (Tables 13-17).
+
+A predictions file holds, per object of the probe sample: ``object_id``, ``split``, and for each method
+m and target t ``fit_m_t`` (the fixed split's probe: held-out on test rows, leave-self-out kNN / fitted
+MLP on train rows) and ``oof_m_t`` (out-of-fold, for the per-group analyses).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .regress import METHODS, bootstrap_r2, r2_per_target, run_probes
+from .robustness import r2_by_group
+from .targets import TARGETS
+
+METHOD_LABELS = {"knn": "zero-shot (kNN)", "mlp": "few-shot (MLP)"}
+
+
+def probe_embedding(sample: pd.DataFrame, ids, emb: np.ndarray, seed: int, n_folds: int, n_neighbours: int,
+                    mlp: str) -> pd.DataFrame:
+    """Run every probe on one embedding; rows are the sample's objects that have an embedding."""
+    index = pd.Series(np.arange(len(ids)), index=pd.Index(np.asarray(ids).astype(str)))
+    rows = sample[sample["object_id"].isin(index.index)].reset_index(drop=True)
+    if len(rows) < 2 * n_folds:
+        raise ValueError(f"only {len(rows)} objects have both an embedding and catalogue properties")
+    x = emb[index.loc[rows["object_id"]].to_numpy()]
+    y = rows[list(TARGETS)].to_numpy(float)
+    split = rows["split"].to_numpy()
+    preds = run_probes(x, y, split, seed, n_folds, n_neighbours, mlp)
+    out = rows[["object_id", "split"]].copy()
+    for method, p in preds.items():
+        fit = np.empty_like(y)
+        fit[split == "test"], fit[split == "train"] = p["test"], p["train"]
+        for j, t in enumerate(TARGETS):
+            out[f"fit_{method}_{t}"] = fit[:, j]
+            out[f"oof_{method}_{t}"] = p["oof"][:, j]
+    return out
+
+
+def _truth(sample: pd.DataFrame, pred: pd.DataFrame) -> pd.DataFrame:
+    return pred.merge(sample[["object_id", *TARGETS]], on="object_id", how="left")
+
+
+def r2_table(sample: pd.DataFrame, predictions: dict, split: str = "test") -> pd.DataFrame:
+    """One row per (embedding, method): R^2 of each target on the test (Table 3) or train (Table 4) rows."""
+    rows = []
+    for (survey, model), pred in predictions.items():
+        sub = _truth(sample, pred[pred["split"] == split])
+        for method in METHODS:
+            y = sub[list(TARGETS)].to_numpy(float)
+            p = sub[[f"fit_{method}_{t}" for t in TARGETS]].to_numpy(float)
+            rows.append({"survey": survey, "model": model, "method": method, "n": len(sub),
+                         **dict(zip(TARGETS, r2_per_target(y, p)))})
+    return pd.DataFrame(rows)
+
+
+def comparison_table(sample: pd.DataFrame, predictions: dict, pairs, n_boot: int, seed: int) -> pd.DataFrame:
+    """Bootstrap 95% CIs of R^2 for two embeddings and of their difference (a minus b), on the test
+    objects both have (Tables 5-6)."""
+    rows = []
+    for a, b in pairs:
+        pa, pb = predictions[a], predictions[b]
+        common = pa.loc[pa["split"] == "test", ["object_id"]].merge(pb.loc[pb["split"] == "test", ["object_id"]])
+        sa, sb = (_truth(sample, common.merge(p, on="object_id")) for p in (pa, pb))
+        y = sa[list(TARGETS)].to_numpy(float)
+        for method in METHODS:
+            cols = [f"fit_{method}_{t}" for t in TARGETS]
+            ci = bootstrap_r2(y, [sa[cols].to_numpy(float), sb[cols].to_numpy(float)], n_boot, seed)
+            for j, t in enumerate(TARGETS):
+                rows.append({"a": "/".join(a), "b": "/".join(b), "method": method, "target": t, "n": len(y),
+                             "r2_a": ci.loc[j, "r2_0"], "lo_a": ci.loc[j, "lo_0"], "hi_a": ci.loc[j, "hi_0"],
+                             "r2_b": ci.loc[j, "r2_1"], "lo_b": ci.loc[j, "lo_1"], "hi_b": ci.loc[j, "hi_1"],
+                             "delta": ci.loc[j, "delta"], "delta_lo": ci.loc[j, "delta_lo"],
+                             "delta_hi": ci.loc[j, "delta_hi"]})
+    return pd.DataFrame(rows)
+
+
+def group_table(sample: pd.DataFrame, predictions: dict, group: str, min_objects: int = 5) -> pd.DataFrame:
+    """R^2 of the out-of-fold predictions within each value of ``group`` (a sample column), per embedding."""
+    frames = []
+    for (survey, model), pred in predictions.items():
+        sub = _truth(sample, pred).merge(sample[["object_id", group]], on="object_id")
+        sub = sub[sub[group].astype(str) != ""]
+        cols = {f"oof_{m}_{t}": f"pred_{m}_{t}" for m in METHODS for t in TARGETS}
+        table = r2_by_group(sub.rename(columns=cols), group, TARGETS, min_objects)
+        table.insert(0, "model", model)
+        table.insert(0, "survey", survey)
+        frames.append(table)
+    return pd.concat(frames, ignore_index=True)
+
+
+def bright_minus_faint(table: pd.DataFrame) -> pd.DataFrame:
+    """Table 17: R^2(bright) - R^2(faint) per embedding, method and target."""
+    keys = ["survey", "model", "method"]
+    b = table[table["brightness"] == "bright"].set_index(keys)[list(TARGETS)]
+    f = table[table["brightness"] == "faint"].set_index(keys)[list(TARGETS)]
+    return (b - f).reset_index()
+
+
+def residuals(sample: pd.DataFrame, pred: pd.DataFrame, method: str) -> pd.DataFrame:
+    """|truth - prediction| of the test objects, one column per target."""
+    sub = _truth(sample, pred[pred["split"] == "test"])
+    return pd.DataFrame({t: np.abs(sub[t] - sub[f"fit_{method}_{t}"]) for t in TARGETS}).set_index(sub["object_id"])
+
+
+def table3_markdown(table: pd.DataFrame, caption: str) -> str:
+    """Seed 001 Table 3's layout: one row per embedding, zero-shot then few-shot R^2 of each target."""
+    from .targets import LABELS
+
+    head = ["embedding"] + [f"{METHOD_LABELS[m]} {LABELS[t]}" for m in METHODS for t in TARGETS]
+    lines = [f"{caption}\n", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (survey, model), sub in table.groupby(["survey", "model"], sort=False):
+        by_method = sub.set_index("method")
+        cells = [f"{by_method.loc[m, t]:.2f}" for m in METHODS for t in TARGETS]
+        lines.append(f"| {survey}/{model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,188 @@
+# Property probes (seed 001, AstroCLIP's protocol): the probe sample (objects of one pair with PROVABGS
+# properties), kNN and MLP probes on every embedding of that pair, then one rule per analysis.
+
+
+rule probe_sample:
+    input:
+        unpack(probe_sample_inputs),
+    output:
+        sample=f"{RESULTS}/probes/sample.parquet",
+        provenance=f"{RESULTS}/probes/sample.provenance.json",
+    params:
+        probes=config["probes"],
+        catalogue=probe_catalogue_source(),
+        seed=config["seed"],
+    log:
+        f"{RESULTS}/logs/probes/probe_sample.log",
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/probe_sample.py"
+
+
+rule probe_regressions:
+    input:
+        sample=f"{RESULTS}/probes/sample.parquet",
+        embeddings=lambda wildcards: embedding_path(config["probes"]["pair"], wildcards.survey, wildcards.model),
+        provenance=lambda wildcards: [
+            provenance_of(embedding_path(config["probes"]["pair"], wildcards.survey, wildcards.model)),
+            f"{RESULTS}/probes/sample.provenance.json",
+        ],
+    output:
+        predictions=f"{RESULTS}/probes/predictions/{{survey}}/{{model}}.parquet",
+        provenance=f"{RESULTS}/probes/predictions/{{survey}}/{{model}}.provenance.json",
+    params:
+        probes=config["probes"],
+    log:
+        f"{RESULTS}/logs/probes/regressions/{{survey}}/{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/probes/regressions/{{survey}}/{{model}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/probe_regressions.py"
+
+
+rule probe_tables:
+    input:
+        unpack(lambda wildcards: probe_prediction_inputs(probe_embeddings())),
+    output:
+        r2_test=report(f"{RESULTS}/tables/probe_r2_test.csv", caption="../report/probe_r2.rst", category="Probes"),
+        r2_train=f"{RESULTS}/tables/probe_r2_train.csv",
+        r2_md=f"{RESULTS}/tables/probe_r2_test.md",
+        bootstrap=report(
+            f"{RESULTS}/tables/probe_bootstrap.csv", caption="../report/probe_bootstrap.rst", category="Probes"
+        ),
+        figure=report(f"{RESULTS}/figures/probe_r2.pdf", caption="../report/probe_r2.rst", category="Probes"),
+        provenance=f"{RESULTS}/tables/probe_tables.provenance.json",
+    params:
+        probes=config["probes"],
+        embeddings=probe_embeddings(),
+    log:
+        f"{RESULTS}/logs/probes/probe_tables.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/probes/probe_tables.tsv"
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/probe_tables.py"
+
+
+rule probe_environment:
+    input:
+        unpack(lambda wildcards: probe_prediction_inputs(robustness_embeddings())),
+    output:
+        table=report(
+            f"{RESULTS}/tables/probe_environment.csv", caption="../report/probe_environment.rst", category="Probes"
+        ),
+        figure=report(
+            f"{RESULTS}/figures/probe_environment.pdf", caption="../report/probe_environment.rst", category="Probes"
+        ),
+        provenance=f"{RESULTS}/tables/probe_environment.provenance.json",
+    params:
+        analysis="environment",
+        embeddings=robustness_embeddings(),
+    log:
+        f"{RESULTS}/logs/probes/probe_environment.log",
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/probe_groups.py"
+
+
+rule probe_brightness:
+    input:
+        unpack(lambda wildcards: probe_prediction_inputs(robustness_embeddings())),
+    output:
+        table=report(
+            f"{RESULTS}/tables/probe_brightness.csv", caption="../report/probe_brightness.rst", category="Probes"
+        ),
+        difference=f"{RESULTS}/tables/probe_brightness_difference.csv",
+        figure=report(
+            f"{RESULTS}/figures/probe_brightness.pdf", caption="../report/probe_brightness.rst", category="Probes"
+        ),
+        provenance=f"{RESULTS}/tables/probe_brightness.provenance.json",
+    params:
+        analysis="brightness",
+        embeddings=robustness_embeddings(),
+    log:
+        f"{RESULTS}/logs/probes/probe_brightness.log",
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/probe_groups.py"
+
+
+rule probe_sky:
+    input:
+        unpack(lambda wildcards: probe_prediction_inputs(robustness_embeddings())),
+    output:
+        table=report(f"{RESULTS}/tables/probe_sky.csv", caption="../report/probe_sky.rst", category="Probes"),
+        figure=report(f"{RESULTS}/figures/probe_sky.pdf", caption="../report/probe_sky.rst", category="Probes"),
+        provenance=f"{RESULTS}/tables/probe_sky.provenance.json",
+    params:
+        analysis="sky",
+        embeddings=robustness_embeddings(),
+    log:
+        f"{RESULTS}/logs/probes/probe_sky.log",
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/probe_groups.py"
+
+
+rule embedding_structure:
+    input:
+        sample=f"{RESULTS}/probes/sample.parquet",
+        embeddings=[embedding_path(config["probes"]["pair"], s, m) for s, m in structure_embeddings()],
+        provenance=[provenance_of(embedding_path(config["probes"]["pair"], s, m)) for s, m in structure_embeddings()]
+        + [f"{RESULTS}/probes/sample.provenance.json"],
+    output:
+        clusters=report(
+            f"{RESULTS}/tables/structure_kmeans.csv", caption="../report/structure.rst", category="Embedding structure"
+        ),
+        ami=report(f"{RESULTS}/tables/structure_ami.csv", caption="../report/structure.rst", category="Embedding structure"),
+        hdbscan=f"{RESULTS}/tables/structure_hdbscan.csv",
+        inertia=f"{RESULTS}/tables/structure_inertia.csv",
+        figure=report(
+            f"{RESULTS}/figures/structure_umap_kmeans.pdf", caption="../report/structure.rst", category="Embedding structure"
+        ),
+        provenance=f"{RESULTS}/tables/structure.provenance.json",
+    params:
+        embeddings=structure_embeddings(),
+        seed=config["seed"],
+    log:
+        f"{RESULTS}/logs/probes/embedding_structure.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/probes/embedding_structure.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/embedding_structure.py"
+
+
+rule probe_residuals:
+    input:
+        unpack(lambda wildcards: probe_prediction_inputs(structure_embeddings())),
+    output:
+        table=report(
+            f"{RESULTS}/tables/residual_outliers.csv", caption="../report/residuals.rst", category="Embedding structure"
+        ),
+        figure=report(f"{RESULTS}/figures/residuals.pdf", caption="../report/residuals.rst", category="Embedding structure"),
+        provenance=f"{RESULTS}/tables/residual_outliers.provenance.json",
+    params:
+        embeddings=structure_embeddings(),
+    log:
+        f"{RESULTS}/logs/probes/probe_residuals.log",
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/probe_residuals.py"

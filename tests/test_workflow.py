@@ -1,5 +1,6 @@
 """The Snakemake workflow itself: dry runs of both presets, lint, and a small end-to-end run."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -238,3 +239,65 @@ def test_killed_run_resumes_to_the_same_tables_as_an_uninterrupted_one(workdir, 
     assert not list((other / "results").rglob("*.partial")), "no temporary output is left behind"
     for table in TABLES:
         assert (other / "results" / table).read_bytes() == (workdir / "results" / table).read_bytes(), table
+
+
+def _slurm_available() -> str:
+    """Why the SLURM test cannot run here, or '' if it can (installing Debian's slurm needs root)."""
+    if shutil.which("slurmctld") and shutil.which("munged"):
+        return ""
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return "slurm is not installed and installing it needs root and apt-get"
+    return ""
+
+
+@pytest.mark.workflow
+@pytest.mark.slurm
+def test_the_slurm_profile_runs_the_workflow_on_a_real_slurm_with_the_same_tables(workdir, tmp_path, repo):
+    """A single-node SLURM on this machine (tools/slurm_local.sh): the user's slurm profile, with the job
+    status read by squeue (no accounting database here), runs the test config with GPU requests for the
+    embedding jobs; the tables equal the local run's, GPU rules went to the gpu partition with --gpus=1,
+    CPU rules to the cpu partition without."""
+    import yaml
+
+    reason = _slurm_available()
+    if reason:
+        pytest.skip(reason)
+    if not (workdir / "results" / "tables" / "trend_tests.csv").exists():
+        _snakemake(["--cores", "2", "--configfile", "tests/config/test.yaml"], workdir)
+    tool = repo / "tools" / "slurm_local.sh"
+    subprocess.run(["bash", str(tool), "install"], check=True, timeout=600)
+    cluster = tmp_path / "cluster"
+    other = tmp_path / "samesky"
+    shutil.copytree(repo, other, ignore=shutil.ignore_patterns(".venv", "results", ".snakemake", ".git", "*.egg-info"))
+    profile = yaml.safe_load((repo / "slurm" / "config.yaml").read_text())
+    profile.update({"slurm-status-command": "squeue", "latency-wait": 5})  # no sacct without slurmdbd
+    (other / "slurm-test").mkdir()
+    (other / "slurm-test" / "config.yaml").write_text(yaml.safe_dump(profile))
+    env = {**os.environ, "SLURM_CONF": str(cluster / "slurm.conf")}
+    started = subprocess.run(["bash", str(tool), "start", str(cluster)], capture_output=True, text=True, timeout=120)
+    pids = {}
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        pids = {f: int((cluster / f).read_text()) for f in ("slurmctld.pid", "slurmd.pid", "munge/munged.pid")}
+        proc = subprocess.run(SNAKEMAKE + ["--profile", "slurm-test", "--verbose", "--configfile",
+                                           "tests/config/test.yaml", "tests/config/slurm.yaml"],
+                              cwd=other, env=env, capture_output=True, text=True, timeout=2400)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, out[-5000:]
+    finally:
+        subprocess.run(["bash", str(tool), "stop", str(cluster)], timeout=120)
+    calls = [line.split("sbatch call:", 1)[1].strip() for line in out.splitlines() if "sbatch call:" in line]
+    embed = [c for c in calls if "rule_embed_" in c]
+    other_rules = [c for c in calls if "rule_embed_" not in c]
+    assert len(embed) == 20 and other_rules
+    assert all("-p gpu" in c and "--gpus=1" in c for c in embed), embed[0]
+    assert all("-p cpu" in c and "--gpus" not in c for c in other_rules), other_rules[0]
+    print("GPU rule:", embed[0].split(" --wrap")[0][:600])
+    print("CPU rule:", other_rules[0].split(" --wrap")[0][:600])
+    for table in TABLES:
+        assert (other / "results" / table).read_bytes() == (workdir / "results" / table).read_bytes(), table
+    for pid in pids.values():  # everything it started is down
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert not os.path.lexists("/etc/slurm/slurm.conf") or os.path.realpath("/etc/slurm/slurm.conf") != str(
+        cluster / "slurm.conf"), "the config link is removed"

@@ -70,13 +70,18 @@ def check_config(config: dict) -> None:
         _check_probes(probes, config, model_names)
 
 
+def surveys_of_pair(pair: dict, datasets: dict) -> tuple[str, str]:
+    """The survey names of a pair's reference and other side (the column prefixes of its dataset)."""
+    if "dataset" in pair:
+        return pair["reference"], pair["other"]
+    return datasets[pair["reference"]]["survey"], datasets[pair["other"]]["survey"]
+
+
 def _check_probes(probes: dict, config: dict, model_names: set) -> None:
     pair = next((p for p in config["pairs"] if p["name"] == probes["pair"]), None)
     if pair is None:
         raise ConfigError(f"config key probes.pair: unknown pair '{probes['pair']}'")
-    datasets = {d["name"]: d for d in config["datasets"]}
-    sides = (pair["reference"], pair["other"]) if "dataset" in pair else \
-        (datasets[pair["reference"]]["survey"], datasets[pair["other"]]["survey"])
+    sides = surveys_of_pair(pair, {d["name"]: d for d in config["datasets"]})
     names = [("compare", i, e) for i, ab in enumerate(probes["compare"]) for e in ab]
     names += [(key, i, e) for key in ("structure_models", "robustness_models") for i, e in enumerate(probes[key])]
     for key, i, entry in names:

@@ -47,6 +47,17 @@ def write_json(path: str | os.PathLike, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
+def write_figure(path: str | os.PathLike, fig) -> None:
+    """Lay out a matplotlib figure, write it atomically (format from the suffix; no creation date, so
+    reruns give the same bytes) and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, metadata={"CreationDate": None})
+    plt.close(fig)
+
+
 def write_csv(path: str | os.PathLike, frame) -> None:
     """Write a pandas frame as CSV with a fixed float format, so equal numbers give equal bytes."""
     with atomic_path(path) as tmp:

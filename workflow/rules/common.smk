@@ -9,7 +9,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # the package, whether pip-installed or not
 
-from samesky.config import check_config
+from samesky.config import check_config, surveys_of_pair
 from samesky.registry import get_spec
 from samesky.surveys import modality_of
 
@@ -43,10 +43,7 @@ def pair_inputs(wildcards):
 
 def pair_surveys(pair):
     """The survey names of a pair's reference and other side (the column prefixes of its dataset)."""
-    p = PAIRS[pair]
-    if "dataset" in p:
-        return p["reference"], p["other"]
-    return DATASETS[p["reference"]]["survey"], DATASETS[p["other"]]["survey"]
+    return surveys_of_pair(PAIRS[pair], DATASETS)
 
 
 def embedding_jobs(pair=None):
@@ -104,7 +101,8 @@ def alignment_targets():
 
 def size_curve_inputs(wildcards):
     """The pair's embeddings, plus where its class labels come from (mini truth or the pair dataset)."""
-    inputs = {"embeddings": [f["path"] for f in pair_embedding_files(wildcards.pair)]}
+    paths = [f["path"] for f in pair_embedding_files(wildcards.pair)]
+    inputs = {"embeddings": paths, "provenance": [provenance_of(p) for p in paths]}
     if config["alignment"]["size_curves"]["property"].startswith("truth:"):
         inputs["truth"] = f"{RESULTS}/mini_universe/truth.parquet"
     else:

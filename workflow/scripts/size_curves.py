@@ -37,5 +37,5 @@ curves = pair_size_curves(reference, other, files, opts["k"], curve_opts["seeds"
 curves.insert(0, "pair", snakemake.wildcards.pair)
 curves["property"] = prop if labels is not None else ""
 write_csv(snakemake.output.table, curves)
-upstream = [f["path"].rsplit(".", 1)[0] + ".provenance.json" for f in snakemake.params.files]
-write_json(snakemake.output.provenance, record(snakemake.config, "size_curves", upstream, pair=snakemake.wildcards.pair))
+write_json(snakemake.output.provenance, record(snakemake.config, "size_curves", snakemake.input.provenance,
+                                               pair=snakemake.wildcards.pair))

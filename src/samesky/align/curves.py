@@ -94,7 +94,7 @@ def size_curve_figures(curves: pd.DataFrame, mknn_path, decomposition_path, deco
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..io import atomic_path
+    from ..io import write_figure
     from .tables import DATASET_LABELS, FAMILY_LABELS
 
     pairs = list(dict.fromkeys(curves["pair"]))
@@ -117,10 +117,7 @@ def size_curve_figures(curves: pd.DataFrame, mknn_path, decomposition_path, deco
             ax.set_xlabel("objects N")
             ax.set_ylabel("MKNN (%)")
     axes[0][-1].legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_path(mknn_path) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
+    write_figure(mknn_path, fig)
 
     fig, axes = plt.subplots(1, len(pairs), figsize=(3.6 * len(pairs), 3.0), squeeze=False)
     for ax, pair in zip(axes[0], pairs):
@@ -140,10 +137,7 @@ def size_curve_figures(curves: pd.DataFrame, mknn_path, decomposition_path, deco
         ax.set_title(f"{pair}, {decomposition_model}, k = {min(ks)}")
         ax.set_xlabel("objects N")
         ax.set_ylabel("%")
-    fig.tight_layout()
-    with atomic_path(decomposition_path) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
+    write_figure(decomposition_path, fig)
 
 
 def _log_x(ax) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..io import atomic_path
+from ..io import write_figure
 from .stats import count_increases, trend_test
 
 DATASET_LABELS = {"jwst": "JWST", "legacysurvey": "Legacy", "hsc": "HSC", "desi": "DESI", "sdss": "SDSS"}
@@ -120,7 +120,4 @@ def figure1(scores: pd.DataFrame, k: int, path) -> None:
         ax.set_xlabel("parameters (M)")
     axes[0][0].set_ylabel(f"MKNN (%), k = {k}")
     axes[0][-1].legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
+    write_figure(path, fig)

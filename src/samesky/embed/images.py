@@ -99,7 +99,11 @@ def compute_scaling(images, wanted, low_pct=5.0, high_pct=99.0, max_images=10_00
 
 def to_rgb(image: dict, scaling: Scaling, object_id: str = "?") -> tuple[np.ndarray, int]:
     """(H, W, 3) uint8 RGB and the count of bad pixels replaced, for one image."""
-    flux, bad = select_bands(image, scaling.bands, object_id)
+    return scaled_rgb(*select_bands(image, scaling.bands, object_id), scaling)
+
+
+def scaled_rgb(flux: np.ndarray, bad: np.ndarray, scaling: Scaling) -> tuple[np.ndarray, int]:
+    """:func:`to_rgb` on bands already selected with :func:`select_bands`."""
     low = np.asarray(scaling.low, np.float32)[:, None, None]
     high = np.asarray(scaling.high, np.float32)[:, None, None]
     flux = np.where(bad, low, flux)

@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from ..io import atomic_path
-from .images import compute_scaling, image_records, is_blank, rgb_bands, select_bands, to_rgb
+from .images import compute_scaling, image_records, is_blank, rgb_bands, scaled_rgb, select_bands
 from .models import LoadedModel
 from .spectra import SpectrumError, clean_flux
 
@@ -67,12 +67,13 @@ def embed_images(ds, column: str, survey: str, model: LoadedModel, batch_size: i
     bar = tqdm(total=len(ds), desc=f"embed {column}", disable=not progress, mininterval=5)
     with torch.inference_mode(), _autocast(device, bf16):
         for batch_ids, images in _image_batches(ds, column, batch_size):
-            keep = [(oid, img) for oid, img in zip(batch_ids, images) if not is_blank(*select_bands(img, bands, oid))]
+            selected = [(oid, select_bands(img, bands, oid)) for oid, img in zip(batch_ids, images)]
+            keep = [(oid, sel) for oid, sel in selected if not is_blank(*sel)]
             blank += sorted(set(batch_ids) - {oid for oid, _ in keep})
             bar.update(len(batch_ids))
             if not keep:
                 continue
-            rgb, nbad = zip(*(to_rgb(img, scaling, oid) for oid, img in keep))
+            rgb, nbad = zip(*(scaled_rgb(*sel, scaling) for _, sel in keep))
             inputs = {k: v.to(device) for k, v in model.prepare_images(np.stack(rgb)).items()}
             chunks.append(model.embed(inputs).float().cpu().numpy())
             ids += [oid for oid, _ in keep]

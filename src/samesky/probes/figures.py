@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..io import atomic_path
+from ..io import write_figure
 from .analyses import METHOD_LABELS
 from .structure import mdl_bin_count, quantile_bins
 from .targets import LABELS, TARGETS
@@ -18,19 +18,12 @@ def _figure(n_panels: int, width: float = 3.2, height: float = 2.8):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, n_panels, figsize=(width * n_panels, height), squeeze=False)
-    return plt, fig, axes[0]
-
-
-def _save(plt, fig, path) -> None:
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="pdf", metadata={"CreationDate": None})
-    plt.close(fig)
+    return fig, axes[0]
 
 
 def r2_bars(table: pd.DataFrame, path) -> None:
     """Test R^2 of every embedding, per target, zero-shot and few-shot (seed 001 Table 3 as a figure)."""
-    plt, fig, axes = _figure(len(TARGETS), 3.4, 3.6)
+    fig, axes = _figure(len(TARGETS), 3.4, 3.6)
     names = [f"{s}/{m}" for s, m in table[["survey", "model"]].drop_duplicates().itertuples(index=False)]
     for ax, t in zip(axes, TARGETS):
         for i, method in enumerate(("knn", "mlp")):
@@ -42,20 +35,20 @@ def r2_bars(table: pd.DataFrame, path) -> None:
         ax.set_xlabel("test R²")
         ax.axvline(0, color="k", lw=0.5)
     axes[0].legend(fontsize=6)
-    _save(plt, fig, path)
+    write_figure(path, fig)
 
 
 def group_r2(table: pd.DataFrame, group: str, path, order=None, extra=None) -> None:
     """R^2 per group value for each embedding (lines) and method (solid kNN, dashed MLP), per target;
     ``extra(ax)`` draws a leading panel (e.g. the distribution the groups come from)."""
     n = len(TARGETS) + (extra is not None)
-    plt, fig, axes = _figure(n)
+    fig, axes = _figure(n)
     if extra is not None:
         extra(axes[0])
         axes = axes[1:]
     if table.empty:  # e.g. a pair without brightness flags: say so rather than draw empty axes
         axes[0].text(0.5, 0.5, f"no objects with a '{group}' label", ha="center", transform=axes[0].transAxes)
-        _save(plt, fig, path)
+        write_figure(path, fig)
         return
     order = list(order) if order is not None else sorted(table[group].unique())
     for ax, t in zip(axes, TARGETS):
@@ -68,13 +61,13 @@ def group_r2(table: pd.DataFrame, group: str, path, order=None, extra=None) -> N
         ax.set_title(LABELS[t])
         ax.set_ylabel("R² (out of fold)")
     axes[-1].legend(fontsize=5)
-    _save(plt, fig, path)
+    write_figure(path, fig)
 
 
 def inertia_and_umap(inertia: pd.DataFrame, projections: dict, sample: pd.DataFrame, path) -> None:
     """K-means inertia against k per embedding, and each embedding's UMAP coloured by low/high log M*
     and log sSFR (seed 001 Figures 3-8)."""
-    plt, fig, axes = _figure(1 + 2 * len(projections), 3.0, 3.0)
+    fig, axes = _figure(1 + 2 * len(projections), 3.0, 3.0)
     for name, sub in inertia.groupby("embedding", sort=False):
         axes[0].plot(sub["k"], sub["inertia"] / sub["inertia"].iloc[0], marker="o", ms=3, label=name)
     axes[0].set_xlabel("k")
@@ -92,12 +85,12 @@ def inertia_and_umap(inertia: pd.DataFrame, projections: dict, sample: pd.DataFr
             axes[i].set_yticks([])
             axes[i].legend(fontsize=5, markerscale=2)
             i += 1
-    _save(plt, fig, path)
+    write_figure(path, fig)
 
 
 def residual_histograms(residuals: dict, path) -> None:
     """Absolute test residuals per target and embedding, bins chosen by MDL (seed 001 Figure 12)."""
-    plt, fig, axes = _figure(len(TARGETS))
+    fig, axes = _figure(len(TARGETS))
     for ax, t in zip(axes, TARGETS):
         pooled = np.concatenate([r[t].to_numpy() for r in residuals.values()])
         bins = np.histogram_bin_edges(pooled, bins=mdl_bin_count(pooled))
@@ -106,4 +99,4 @@ def residual_histograms(residuals: dict, path) -> None:
         ax.set_title(f"{LABELS[t]} ({len(bins) - 1} MDL bins)", fontsize=8)
         ax.set_xlabel("|residual|")
     axes[-1].legend(fontsize=6)
-    _save(plt, fig, path)
+    write_figure(path, fig)

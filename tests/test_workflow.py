@@ -217,11 +217,15 @@ def test_killed_run_resumes_to_the_same_tables_as_an_uninterrupted_one(workdir, 
     proc = subprocess.Popen(args, cwd=other, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     embed_logs = other / "results" / "logs" / "embed"
+
+    def running_embedding_jobs():  # a job's log exists but its output does not yet
+        logs = embed_logs.rglob("*.log") if embed_logs.exists() else []
+        return [p for p in logs if not (other / "results" / "embeddings" / p.relative_to(embed_logs)).with_suffix(".parquet").exists()]
+
     deadline = time.time() + 600
-    while time.time() < deadline and not (embed_logs.exists() and any(embed_logs.rglob("*.log"))):
-        time.sleep(0.5)
+    while time.time() < deadline and proc.poll() is None and not running_embedding_jobs():
+        time.sleep(0.05)  # mini embedding jobs last a few seconds: kill as soon as one is under way
     assert proc.poll() is None, "the workflow ended before an embedding job started"
-    time.sleep(2)  # inside the job
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     started = [p.relative_to(embed_logs).with_suffix(".parquet") for p in embed_logs.rglob("*.log")]

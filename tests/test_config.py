@@ -71,6 +71,10 @@ def test_schema_errors_name_the_key(repo, default_config, path, value, message):
     (("probes", "compare", 0, 1), "sdss/dinov2-giant", "config key probes.compare[0]: 'sdss/dinov2-giant' is not"),
     (("probes", "robustness_models", 1), "desi/dinov2-giant",
      "config key probes.robustness_models[1]: 'desi/dinov2-giant': model dinov2-giant does not embed desi data"),
+    (("mini_specformer_pretraining", "dataset"), "hsc",
+     "config key mini_specformer_pretraining.dataset: 'hsc' is not a spectrum dataset of `datasets` ['desi', 'sdss']"),
+    (("mini_specformer_pretraining", "dataset"), "sdss",
+     "config key mini_specformer_pretraining.dataset: 'sdss' is not on the DESI grid"),
 ])
 def test_reference_errors_name_the_key(repo, default_config, path, value, message):
     with pytest.raises(ConfigError, match=None) as err:

@@ -50,3 +50,56 @@ def test_a_desi_spectrum_becomes_778_tokens_with_its_statistics_first():
     # std is clipped below at 0.2, so a flat spectrum does not blow up
     flat = model.tokenize(torch.full((1, 7781), 4.0))
     assert torch.isfinite(flat).all() and flat[0, 0, 1] == (0.2 - 2) / 8
+
+
+def test_pretraining_masks_runs_as_astroclip_and_lowers_the_masked_loss():
+    from samesky.embed.specformer import mask_token_runs, pretrain
+
+    tokens = torch.randn(3, 778, 22) + 5  # no token is zero before masking
+    masked = mask_token_runs(tokens, 6, 50, torch.Generator().manual_seed(0))
+    zero = (masked == 0).all(-1)
+    assert (zero.sum(1) == 6 * 50).all()  # six runs of fifty tokens per spectrum, never overlapping
+    for row in zero:  # one run in each sixth of the sequence
+        starts = [i for i in range(778) if row[i] and (i == 0 or not row[i - 1])]
+        assert len(starts) == 6 and all(k * 778 // 6 <= s < (k + 1) * 778 // 6 for k, s in enumerate(starts))
+    assert torch.equal(masked[~zero], tokens[~zero])
+
+    # spectra that are smooth functions of two latent numbers: the masked runs are predictable
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.rand(64, 1, generator=g), torch.rand(64, 1, generator=g)
+    x = torch.linspace(0, 1, 1000)
+    flux = 2 + a * torch.sin(8 * x + 3 * b) + b * x
+    def run():
+        torch.manual_seed(0)
+        model = Specformer(**{**RELEASED_HPARAMS, "embed_dim": 16, "num_layers": 1, "num_heads": 2})
+        return model, pretrain(model, flux, steps=60, batch_size=16, learning_rate=3e-3, mask_chunks=6, mask_width=10, seed=3)
+    model, losses = run()
+    assert sum(losses[-10:]) / 10 < 0.65 * sum(losses[:10]) / 10  # from ~1.05 to ~0.53 here
+    assert not model.training
+    assert run()[1] == losses  # same seed, same steps, same losses
+
+
+def test_mini_specformer_records_its_pretraining(tmp_path):
+    import json
+
+    import numpy as np
+
+    from samesky.embed.models import MANIFEST, load_model, write_mini_model
+    from samesky.registry import get_spec
+
+    spec = get_spec("specformer", "base")
+    flux = 2 + np.random.default_rng(0).normal(size=(40, 7781)).astype(np.float32)
+    settings = {"dataset": "desi", "steps": 3, "batch_size": 8, "learning_rate": 1e-3, "mask_chunks": 6, "mask_width": 20}
+    write_mini_model(spec, tmp_path / "pre", seed=1, pretraining=settings, spectra=flux, spectra_source={"path": "x"})
+    write_mini_model(spec, tmp_path / "random", seed=1)
+    manifest = json.loads((tmp_path / "pre" / MANIFEST).read_text())
+    assert manifest["weights"] == "mini-pretrained" and manifest["pretraining"]["n_spectra"] == 40
+    assert manifest["pretraining"]["settings"] == settings and manifest["pretraining"]["source"] == {"path": "x"}
+    assert json.loads((tmp_path / "random" / MANIFEST).read_text())["weights"] == "mini-random"
+    pre, rand = (load_model(tmp_path / d).model.state_dict() for d in ("pre", "random"))
+    assert not torch.equal(pre["data_embed.weight"], rand["data_embed.weight"])  # training moved the weights
+    import pytest
+    with pytest.raises(ValueError, match="only the mini Specformer is pre-trained"):
+        write_mini_model(get_spec("vit", "base"), tmp_path / "vit", seed=1, pretraining=settings, spectra=flux)
+    with pytest.raises(ValueError, match="at least batch_size = 8 spectra"):
+        write_mini_model(spec, tmp_path / "few", seed=1, pretraining=settings, spectra=flux[:4])

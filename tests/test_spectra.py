@@ -106,3 +106,22 @@ def test_a_spectrum_without_usable_pixels_is_an_error():
         clean_flux(np.full(10, np.nan), "8")
     fixed, n = clean_flux(np.array([1.0, np.nan, 3.0]))
     assert n == 1 and fixed[1] == 2.0
+
+
+def test_flux_matrix_stacks_usable_spectra_and_names_what_it_leaves_out():
+    from datasets import Dataset
+
+    from samesky.embed.spectra import SpectrumError, flux_matrix
+
+    def row(oid, flux, ivar):
+        return {"object_id": oid, "spectrum": {"flux": flux, "ivar": ivar, "lambda": [1.0, 2.0, 3.0]}}
+    ds = Dataset.from_list([row("a", [1.0, float("nan"), 3.0], [1.0, 1.0, 1.0]), row("dead", [1.0, 2.0, 3.0], [0.0, 0.0, 0.0]),
+                            row("b", [4.0, 5.0, 6.0], [1.0, 1.0, 1.0])])
+    flux, skipped = flux_matrix(ds)
+    assert flux.tolist() == [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]] and skipped == ["dead"]  # NaN -> mean of the rest
+    with pytest.raises(SpectrumError, match="no usable spectrum in the 1 rows of column 'spectrum'"):
+        flux_matrix(ds.select([1]))
+    ragged = Dataset.from_list([row("a", [1.0, 2.0, 3.0], [1.0] * 3),
+                                {"object_id": "c", "spectrum": {"flux": [1.0, 2.0], "ivar": [1.0, 1.0], "lambda": [1.0, 2.0]}}])
+    with pytest.raises(SpectrumError, match="object c: spectrum.flux has 2 pixels, the others 3"):
+        flux_matrix(ragged)

@@ -68,6 +68,23 @@ def check_config(config: dict) -> None:
     probes = config.get("probes")
     if probes:
         _check_probes(probes, config, model_names)
+    _check_pretraining(config, datasets, mini_surveys)
+
+
+def _check_pretraining(config: dict, datasets: dict, mini_surveys: dict) -> None:
+    """The mini Specformer's pre-training set must be a configured spectrum dataset on the DESI grid."""
+    pre = config.get("mini_specformer_pretraining")
+    uses = config["model_weights"] == "mini" and any(m["family"] == "specformer" for m in config.get("models", []))
+    if not (pre and pre["steps"] > 0 and uses):
+        return
+    key, name = "config key mini_specformer_pretraining.dataset", pre["dataset"]
+    if name not in datasets or datasets[name]["modality"] != "spectrum":
+        spectra = sorted(n for n, d in datasets.items() if d["modality"] == "spectrum")
+        raise ConfigError(f"{key}: '{name}' is not a spectrum dataset of `datasets` {spectra}")
+    d = datasets[name]
+    if d["source"] == "mini" and mini_surveys[d["survey"]].get("grid") != "desi":
+        raise ConfigError(f"{key}: '{name}' is not on the DESI grid Specformer reads (mini survey "
+                          f"'{d['survey']}' has grid '{mini_surveys[d['survey']].get('grid')}')")
 
 
 def surveys_of_pair(pair: dict, datasets: dict) -> tuple[str, str]:

@@ -35,6 +35,21 @@ def download_inputs(wildcards):
     return [MINI_HUB] if DATASETS[wildcards.dataset]["source"] == "mini" else []
 
 
+def pretraining_of(model):
+    """The mini Specformer's pre-training settings, or None where the model is used as initialised/released."""
+    pre = config.get("mini_specformer_pretraining")
+    if config["model_weights"] != "mini" or MODELS[model].family != "specformer" or not pre or pre["steps"] == 0:
+        return None
+    return pre
+
+
+def fetch_model_inputs(wildcards):
+    pre = pretraining_of(wildcards.model)
+    if pre is None:
+        return {}
+    return {"spectra": f"{RESULTS}/data/{pre['dataset']}", "provenance": f"{RESULTS}/data/{pre['dataset']}.provenance.json"}
+
+
 def pair_inputs(wildcards):
     p = PAIRS[wildcards.pair]
     names = [p["dataset"]] if "dataset" in p else [p["reference"], p["other"]]
@@ -127,6 +142,11 @@ def robustness_embeddings():
     return _embedding_names(config["probes"]["robustness_models"])
 
 
+def compared_embeddings():
+    """Every embedding named in a `probes.compare` pair, once."""
+    return _embedding_names(dict.fromkeys(e for pair in config["probes"]["compare"] for e in pair))
+
+
 def probe_prediction_inputs(embeddings):
     paths = [f"{RESULTS}/probes/predictions/{s}/{m}.parquet" for s, m in embeddings]
     return {"sample": f"{RESULTS}/probes/sample.parquet", "predictions": paths,
@@ -151,7 +171,7 @@ def probe_targets():
     if "probes" not in config:
         return []
     tables = ["probe_r2_test.csv", "probe_bootstrap.csv", "probe_environment.csv", "probe_brightness.csv",
-              "probe_sky.csv", "structure_kmeans.csv", "residual_outliers.csv"]
+              "probe_sky.csv", "structure_kmeans.csv", "residual_outliers.csv", "residual_net_wins.csv"]
     return [f"{RESULTS}/tables/{t}" for t in tables]
 
 

@@ -1,20 +1,25 @@
 # Embeddings: one job per (model size, pair, side). Models come from results/models/<family>-<size>/,
 # written as small random instances (embedded default) or downloaded at a pinned revision (paper preset).
+# The embedded default's mini Specformer is then pre-trained on the mini DESI spectra (AstroCLIP's masked
+# reconstruction), since a random spectrum transformer keeps little of what a spectrum says (README).
 # SDSS spectra are resampled onto the DESI grid first, so Specformer sees the grid it was trained on.
 
 
 rule fetch_model:
+    input:
+        unpack(fetch_model_inputs),
     output:
         directory(f"{RESULTS}/models/{{model}}"),
     params:
         spec=lambda wildcards: MODELS[wildcards.model],
         weights=config["model_weights"],
         seed=config["seed"],
+        pretraining=lambda wildcards: pretraining_of(wildcards.model),
     log:
         f"{RESULTS}/logs/fetch_model/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/fetch_model/{{model}}.tsv"
-    threads: 1
+    threads: lambda wildcards: 2 if pretraining_of(wildcards.model) else 1
     resources:
         mem_mb=lambda wildcards: 2000 + int(MODELS[wildcards.model].params_m * 8),
         runtime=60,

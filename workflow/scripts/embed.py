@@ -35,7 +35,9 @@ manifest = read_manifest(snakemake.input.model)
 info = {
     "model": {"family": spec.family, "size": spec.size, "hub_id": manifest.get("hub_id"),
               "revision": manifest.get("revision_resolved") or manifest.get("revision"),
-              "weights": manifest["weights"], "seed": manifest.get("seed"), "pooling": spec.pooling, "params_m": spec.params_m},
+              "weights": manifest["weights"], "seed": manifest.get("seed"), "pooling": spec.pooling, "params_m": spec.params_m,
+              **({"pretraining": {k: v for k, v in manifest["pretraining"].items() if k != "loss_every_10_steps"}}
+                 if "pretraining" in manifest else {})},
     "data": {"pair": snakemake.wildcards.pair, "survey": survey, "n_objects": len(ids),
              "dim": int(emb.shape[1]) if len(ids) else 0},
     "run": {"device": str(device), "bf16": bool(opts["bf16"] and device.type == "cuda"),

@@ -21,7 +21,7 @@ import torch
 
 from ..io import atomic_path
 from ..registry import ModelSpec
-from .specformer import RELEASED_HPARAMS, Specformer, load_specformer_checkpoint
+from .specformer import RELEASED_HPARAMS, Specformer, load_specformer_checkpoint, pretrain
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +66,20 @@ def _seed_for(spec: ModelSpec, seed: int) -> int:
     return (seed * 1_000_003 + sum(map(ord, spec.name))) % (2**31)
 
 
-def write_mini_model(spec: ModelSpec, out_dir: str | os.PathLike, seed: int) -> dict:
-    """Save a small, randomly initialised instance of ``spec``'s architecture to ``out_dir``."""
+def write_mini_model(spec: ModelSpec, out_dir: str | os.PathLike, seed: int, pretraining: dict | None = None,
+                     spectra: np.ndarray | None = None, spectra_source: dict | None = None) -> dict:
+    """Save a small, randomly initialised instance of ``spec``'s architecture to ``out_dir``.
+
+    A Specformer given ``pretraining`` settings (config ``mini_specformer_pretraining``) and ``spectra``
+    (flux on the DESI grid, one row per spectrum) is pre-trained on them before it is saved; the manifest
+    then says ``mini-pretrained`` and records the settings, the spectra's source and the loss curve.
+    """
+    if (pretraining is not None) != (spectra is not None):
+        raise ValueError("pre-training needs both its settings and its spectra")
+    if pretraining is not None and spec.family != "specformer":
+        raise ValueError(f"only the mini Specformer is pre-trained, not {spec.name}")
     torch.manual_seed(_seed_for(spec, seed))
+    pretrained = None
     with atomic_path(out_dir, is_dir=True) as tmp:
         tmp.mkdir(parents=True, exist_ok=True)
         if spec.family in ("vit", "dinov2", "convnextv2", "ijepa"):
@@ -84,14 +95,34 @@ def write_mini_model(spec: ModelSpec, out_dir: str | os.PathLike, seed: int) -> 
             weights = _write_mini_astropt(spec, tmp)
         elif spec.family == "specformer":
             model = Specformer(**{**RELEASED_HPARAMS, **spec.mini})
+            if pretraining is not None:
+                pretrained = _pretrain_mini_specformer(model, spectra, pretraining, seed, spectra_source)
             torch.save({"hyper_parameters": model.hparams, "state_dict": model.state_dict()}, tmp / "specformer.ckpt")
             weights = "specformer.ckpt"
         else:
             raise ValueError(f"unknown family {spec.family}")
-        manifest = {"family": spec.family, "size": spec.size, "weights": "mini-random", "seed": seed,
-                    "entry": weights, "hub_id": None, "revision": None, "spec": asdict(spec)}
+        manifest = {"family": spec.family, "size": spec.size, "weights": "mini-pretrained" if pretrained else "mini-random",
+                    "seed": seed, "entry": weights, "hub_id": None, "revision": None, "spec": asdict(spec)}
+        if pretrained:
+            manifest["pretraining"] = pretrained
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return manifest
+
+
+def _pretrain_mini_specformer(model: Specformer, spectra: np.ndarray, settings: dict, seed: int,
+                              source: dict | None) -> dict:
+    flux = torch.as_tensor(np.asarray(spectra, dtype=np.float32))
+    if flux.ndim != 2 or len(flux) < settings["batch_size"]:
+        raise ValueError(f"pre-training needs at least batch_size = {settings['batch_size']} spectra; got "
+                         f"{tuple(flux.shape)} from {source}")
+    log.info("pre-training the mini Specformer on %d spectra for %d steps", len(flux), settings["steps"])
+    losses = pretrain(model, flux, settings["steps"], settings["batch_size"], settings["learning_rate"],
+                      settings["mask_chunks"], settings["mask_width"], seed=seed, log=log)
+    window = max(1, min(50, len(losses) // 4))
+    return {"objective": "masked reconstruction (AstroCLIP Specformer)", "settings": dict(settings),
+            "n_spectra": len(flux), "source": source,
+            "loss_first": float(np.mean(losses[:window])), "loss_last": float(np.mean(losses[-window:])),
+            "loss_every_10_steps": [round(x, 5) for x in losses[::10]]}
 
 
 def _write_mini_astropt(spec: ModelSpec, folder: Path) -> str:

@@ -114,13 +114,65 @@ class Specformer(nn.Module):
 
     def forward(self, flux: torch.Tensor) -> torch.Tensor:
         """Final layer-normed token states, (batch, tokens, embed_dim)."""
-        x = self.tokenize(flux)
+        return self.encode(self.tokenize(flux))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Final layer-normed token states of already tokenized spectra."""
         if x.shape[1] > self.hparams["max_len"]:
             raise ValueError(f"spectrum gives {x.shape[1]} tokens; Specformer takes at most {self.hparams['max_len']}")
         x = self.data_embed(x) + self.position_embed(torch.arange(x.shape[1], device=x.device))
         for block in self.blocks:
             x = block(x)
         return self.final_layernorm(x)
+
+
+def mask_token_runs(tokens: torch.Tensor, n_chunks: int, width: int, generator: torch.Generator) -> torch.Tensor:
+    """AstroCLIP's pre-training mask: per spectrum, zero one run of ``width`` tokens in each of ``n_chunks``
+    equal stretches of the sequence (so runs never touch)."""
+    n = tokens.shape[1]
+    if n // n_chunks <= width:
+        raise ValueError(f"{n} tokens cannot hold {n_chunks} masked runs of {width}")
+    masked = tokens.clone()
+    starts = torch.randint(0, n // n_chunks - width, (tokens.shape[0], n_chunks), generator=generator)
+    for b in range(tokens.shape[0]):
+        for i in range(n_chunks):
+            s = i * n // n_chunks + int(starts[b, i])
+            masked[b, s:s + width] = 0
+    return masked
+
+
+def pretrain(model: Specformer, flux: torch.Tensor, steps: int, batch_size: int, learning_rate: float,
+             mask_chunks: int = 6, mask_width: int = 50, seed: int = 0, log=None, log_every: int = 50) -> list[float]:
+    """Masked-reconstruction pre-training, AstroCLIP's Specformer objective: mask runs of tokens, predict
+    them with ``head``, mean squared error over the masked tokens only. Optimiser as AstroCLIP's config
+    (AdamW, betas 0.9/0.95, weight decay 0.1, gradient clip 1); the learning rate is far higher and the
+    run far shorter, to suit a small model on a CPU. Returns the loss of every step."""
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=learning_rate, betas=(0.9, 0.95), weight_decay=0.1)
+    losses: list[float] = []
+    model.train()
+    order = torch.randperm(len(flux), generator=gen)
+    pos = 0
+    for step in range(1, steps + 1):
+        if pos + batch_size > len(order):  # a new epoch: reshuffle
+            order, pos = torch.randperm(len(flux), generator=gen), 0
+        tokens = model.tokenize(flux[order[pos:pos + batch_size]])
+        pos += batch_size
+        masked = mask_token_runs(tokens, mask_chunks, mask_width, gen)
+        where = (masked != tokens).to(tokens.dtype)
+        reconstruction = model.head(model.encode(masked))
+        loss = F.mse_loss(reconstruction * where, tokens * where) / where.mean().clamp(min=1e-12)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if log is not None and (step % log_every == 0 or step == steps):
+            recent = losses[-log_every:]
+            log.info("pre-training step %d/%d: masked MSE %.4f (mean of the last %d)", step, steps,
+                     sum(recent) / len(recent), len(recent))
+    model.eval()
+    return losses
 
 
 def load_specformer_checkpoint(path, map_location="cpu") -> Specformer:

@@ -124,3 +124,28 @@ def resample_dataset(ds, column: str, progress: bool = True):
     new = Dataset.from_list(rows, features=features) if rows else Dataset.from_dict(
         {"object_id": [], column: []}, features=features)
     return new, pd.DataFrame(report)
+
+
+def flux_matrix(ds, column: str = "spectrum") -> tuple[np.ndarray, list[str]]:
+    """Every usable spectrum's flux as one (spectra, pixels) array, cleaned as for embedding.
+
+    Spectra ``clean_flux`` refuses (zero inverse variance everywhere, no finite flux) are left out; their
+    ids are returned (and logged). All spectra must share one grid length (DESI's, or resampled onto it).
+    """
+    rows, skipped = [], []
+    sub = ds.select_columns(["object_id", column]).with_format("numpy")
+    for i in range(len(sub)):
+        row = sub[i]
+        oid, spec = str(row["object_id"]), row[column]
+        try:
+            flux, _ = clean_flux(spec["flux"], oid, spec.get("ivar"))
+        except SpectrumError as exc:
+            log.warning("leaving out %s", exc)
+            skipped.append(oid)
+            continue
+        if rows and len(flux) != len(rows[0]):
+            raise SpectrumError(f"object {oid}: {column}.flux has {len(flux)} pixels, the others {len(rows[0])}")
+        rows.append(flux)
+    if not rows:
+        raise SpectrumError(f"no usable spectrum in the {len(sub)} rows of column '{column}'")
+    return np.stack(rows), skipped

@@ -6,8 +6,9 @@ data (what the probes measure):
 
 - redshift z: shifts spectra and colours, sets apparent size and brightness;
 - log M* (stellar mass): brightness, size, velocity dispersion, quenching probability, metallicity;
-- log Z_MW (log10 of Z/Z_sun, mass-weighted): metal absorption depth, 4000 A break, [NII]/Halpha;
-- t_age (mass-weighted age, Gyr): 4000 A break, red continuum;
+- log Z_MW (log10 of Z/Z_sun, mass-weighted): metal absorption depth and line blanketing, 4000 A break,
+  [NII]/Halpha; it follows mass with 0.3 dex scatter, so images see it mainly through mass;
+- t_age (mass-weighted age, Gyr): 4000 A break, Balmer absorption (deepest at ~0.6 Gyr), red continuum;
 - log sSFR (yr^-1): blue continuum and emission-line strength;
 - dust A_V, bulge fraction, axis ratio and position angle: nuisance parameters seen by images.
 """
@@ -34,6 +35,14 @@ ABSORPTION_LINES = [
     (3934.8, 8.0, 0.35), (3969.6, 8.0, 0.30), (4305.0, 12.0, 0.12), (5176.7, 15.0, 0.12),
     (5270.0, 10.0, 0.06), (5895.0, 10.0, 0.08), (8542.0, 10.0, 0.05), (8662.0, 10.0, 0.04),
 ]
+# metal-line blanketing: many weak lines of Fe, Mg, Cr, Ti... crowded blueward of 5500 A; a fixed list
+# (centre A, width A, base depth) drawn once, so every galaxy has the same lines at different depths
+_forest = np.random.default_rng(20240601)
+METAL_FOREST = np.column_stack([
+    3550 + 3200 * _forest.beta(1.3, 2.2, 160), _forest.uniform(1.5, 4.0, 160), _forest.uniform(0.03, 0.15, 160),
+])
+# Balmer absorption of A stars: deep in populations ~0.3-1 Gyr old, shallow in old ones (centre A, width A, depth)
+BALMER_ABSORPTION = [(4102.9, 14.0, 0.25), (4341.7, 14.0, 0.22), (4862.7, 14.0, 0.18), (3890.2, 10.0, 0.2)]
 
 
 def draw_properties(n: int, rng: np.random.Generator, environment: np.ndarray | None = None) -> pd.DataFrame:
@@ -54,7 +63,7 @@ def draw_properties(n: int, rng: np.random.Generator, environment: np.ndarray | 
     # mass-weighted age: old for quenched galaxies, younger the more star-forming
     frac = np.where(quiescent, rng.beta(7, 2.5, n), np.clip(0.55 - 0.18 * (log_ssfr + 9.75) + rng.normal(0, 0.08, n), 0.12, 0.8))
     t_age = np.clip(frac * (t_universe - 0.3), 0.5, None)
-    log_z_mw = np.clip(-0.35 + 0.28 * (log_mstar - 10.0) + 0.1 * quiescent + rng.normal(0, 0.12, n), -1.3, 0.45)
+    log_z_mw = np.clip(-0.35 + 0.28 * (log_mstar - 10.0) + 0.1 * quiescent + rng.normal(0, 0.3, n), -1.3, 0.45)
     a_v = np.clip(0.15 + 0.45 * (log_ssfr + 10.5) / 1.5 + 0.25 * (log_mstar - 10) + rng.normal(0, 0.12, n), 0, 2.0)
     a_v = np.where(quiescent, np.clip(a_v * 0.3, 0, 0.4), a_v)
 
@@ -127,9 +136,14 @@ def continuum(wave_rest, t_age, log_z, log_ssfr, a_v):
     young = _planck(wave_rest, 17000.0) * 10 ** (log_ssfr + 9.6) * 2.0
     sed = old / _planck(5500.0, t_old) + young / _planck(5500.0, 17000.0) * 0.4
     absorb = np.ones_like(wave_rest)
-    metal = (1 + 0.8 * log_z) * np.clip(t_age / 6.0, 0.2, 1.3) ** 0.5
+    metal = 10 ** (1.5 * log_z) * np.clip(t_age / 6.0, 0.2, 1.3) ** 0.5
     for centre, width, base in ABSORPTION_LINES:
         absorb -= np.clip(base * metal, 0, 0.7) * np.exp(-0.5 * ((wave_rest - centre) / width) ** 2)
+    for centre, width, base in METAL_FOREST:
+        absorb -= np.clip(base * metal, 0, 0.5) * np.exp(-0.5 * ((wave_rest - centre) / width) ** 2)
+    balmer = np.exp(-0.5 * (np.log(t_age / 0.6) / 0.9) ** 2)
+    for centre, width, base in BALMER_ABSORPTION:
+        absorb -= base * balmer * np.exp(-0.5 * ((wave_rest - centre) / width) ** 2)
     return sed * np.clip(absorb, 0.05, 1) * 10 ** (-0.4 * a_v * (wave_rest / 5500.0) ** -0.8)
 
 

@@ -192,3 +192,34 @@ def test_the_probe_sample_joins_on_the_named_column_and_says_what_is_missing():
         probe_sample(pair, targets, "TARGETID", name="desi_hsc")
     with pytest.raises(ProbeDataError, match="no object's 'desi_object_id' is in the catalogue"):
         probe_sample(pair.assign(desi_object_id=["1", "2", "3"]), targets, "desi_object_id")
+
+
+def test_net_wins_count_per_property_bin_and_error_interval():
+    from samesky.probes.analyses import BIN_NAMES, net_wins
+    from samesky.probes.targets import TARGETS
+
+    n = 50
+    truth = {t: np.arange(n, dtype=float) for t in TARGETS}
+    sample = pd.DataFrame({"object_id": [f"o{i}" for i in range(n)], **truth})
+    # a is exact on the lower half of every property and off by 1 on the upper half; b is off by 0.5 everywhere
+    a_off = np.where(np.arange(n) < n // 2, 0.0, 1.0)
+    pred = lambda off: pd.DataFrame({"object_id": sample["object_id"], "split": "test",
+                                     **{f"fit_knn_{t}": truth[t] + off for t in TARGETS}})
+    table = net_wins(sample, pred(a_off), pred(np.full(n, 0.5)), "knn")
+    overall = table[table["error_from"].isna()].set_index(["target", "bin"])["net"]
+    for t in TARGETS:  # 10 objects per bin: a wins the two lowest bins, loses the two highest, splits the middle
+        assert overall[t].tolist() == [10, 10, 0, -10, -10] and list(overall[t].index) == list(BIN_NAMES)
+    by_error = table[table["error_from"].notna()]
+    assert (by_error.groupby(["target", "bin"])["net"].sum().reindex(overall.index) == overall).all()  # intervals partition each bin
+    assert (by_error["error_from"] < by_error["error_to"]).all()
+
+
+def test_a_probe_with_too_few_objects_names_both_files():
+    from samesky.probes.analyses import probe_embedding
+
+    sample = pd.DataFrame({"object_id": ["a", "b", "c"], "split": "train",
+                           **{t: [1.0, 2.0, 3.0] for t in ("log_mstar", "log_z_mw", "t_age", "log_ssfr")}})
+    with pytest.raises(ValueError, match=r"only 2 objects have both an embedding in emb\.parquet \(2 objects, field "
+                                         r"'object_id'\) and catalogue properties in sample\.parquet \(3 objects\)"):
+        probe_embedding(sample, ["a", "b"], np.zeros((2, 4)), 0, 5, 3, "seed001", name="emb.parquet",
+                        sample_name="sample.parquet")

@@ -41,7 +41,7 @@ def workdir(tmp_path_factory, repo):
 
 # 16 image model sizes on HSC + Specformer on DESI, each probed; then one job per analysis
 PROBE_JOBS = {"probe_sample": 1, "probe_regressions": 17, "probe_tables": 1, "probe_environment": 1,
-              "probe_brightness": 1, "probe_sky": 1, "embedding_structure": 1, "probe_residuals": 1}
+              "probe_brightness": 1, "probe_sky": 1, "embedding_structure": 1, "probe_residuals": 1, "probe_net_wins": 1}
 
 
 def test_dry_run_of_the_embedded_default(workdir):
@@ -117,7 +117,14 @@ def test_end_to_end_on_a_small_mini_universe(workdir):
     assert len(r2) == 2 * 4 and set(r2["method"]) == {"knn", "mlp"}  # 3 image sizes + Specformer, 2 probes
     assert r2[["log_mstar", "log_z_mw", "t_age", "log_ssfr"]].notna().all().all()
     boot = pd.read_csv(results / "tables" / "probe_bootstrap.csv")
-    assert len(boot) == 2 * 4 and (boot["delta_lo"] <= boot["delta"]).all() and (boot["delta"] <= boot["delta_hi"]).all()
+    assert len(boot) == 2 * 2 * 4 and set(boot["split"]) == {"test", "oof"}
+    assert (boot["delta_lo"] <= boot["delta"]).all() and (boot["delta"] <= boot["delta_hi"]).all()
+    n = boot.groupby("split")["n"].first()
+    assert n["oof"] > 5 * n["test"]  # out of fold uses every object of the sample, test only the 10% split
+    wins = pd.read_csv(results / "tables" / "residual_net_wins.csv")
+    overall = wins[wins["error_from"].isna()]
+    assert len(overall) == 2 * 4 * 5 and (overall["net"] == overall["a_better"] - overall["b_better"]).all()
+    assert (overall.groupby(["method", "target"])["n"].sum() == n["test"]).all()  # the bins split the test objects
     env = pd.read_csv(results / "tables" / "probe_environment.csv")
     assert set(env["env_bin"]) <= {"few", "moderate", "many"} and set(env["model"]) == {"vit-large", "specformer-base"}
     assert set(pd.read_csv(results / "tables" / "probe_brightness.csv")["brightness"]) == {"bright", "faint"}
@@ -174,6 +181,12 @@ def test_every_table_records_datasets_models_config_versions_and_seed(workdir):
         assert len(rec["models"]) == n_models, path
         for name, model in rec["models"].items():
             assert {"hub_id", "revision", "weights", "seed", "pooling"} <= set(model), (path, name)
+            if name.startswith("specformer"):  # pre-trained on the mini DESI spectra, and says on what
+                pre = model["pretraining"]
+                assert model["weights"] == "mini-pretrained" and pre["settings"]["steps"] == 20, path
+                assert pre["n_spectra"] > 32 and set(pre["source"]["datasets"]) == {"desi"}, path
+            else:
+                assert model["weights"] == "mini-random", (path, name)
         assert rec["seed"] == 42 and rec["preset"] == "test"
         assert {"samesky", "torch", "transformers", "faiss-cpu", "snakemake"} <= set(rec["versions"])
         hashes.add(rec["config_sha256"])
@@ -196,7 +209,7 @@ def test_report_is_built_with_every_figure_and_table(workdir):
     for name in ("figure1_crossmodal.pdf", "size_curves.pdf", "agreement_decomposition.pdf",
                  "table1_intramodal.csv", "table2_crossmodal.csv", "crossmodal_cka.csv", "trend_tests.csv",
                  "probe_r2_test.csv", "probe_bootstrap.csv", "probe_environment.pdf", "structure_umap_kmeans.pdf",
-                 "residuals.pdf"):
+                 "residuals.pdf", "residual_net_wins.pdf"):
         assert name in html, name
     assert "Seed 000, Figure 1" in html
 

@@ -186,3 +186,23 @@ rule probe_residuals:
         "../../envs/cpu.yaml"
     script:
         "../scripts/probe_residuals.py"
+
+
+rule probe_net_wins:
+    input:
+        unpack(lambda wildcards: probe_prediction_inputs(compared_embeddings())),
+    output:
+        table=report(
+            f"{RESULTS}/tables/residual_net_wins.csv", caption="../report/net_wins.rst", category="Probes"
+        ),
+        figure=report(f"{RESULTS}/figures/residual_net_wins.pdf", caption="../report/net_wins.rst", category="Probes"),
+        provenance=f"{RESULTS}/tables/residual_net_wins.provenance.json",
+    params:
+        embeddings=compared_embeddings(),
+        compare=config["probes"]["compare"],
+    log:
+        f"{RESULTS}/logs/probes/probe_net_wins.log",
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/probe_net_wins.py"

@@ -18,7 +18,8 @@ opts = snakemake.params.probes
 sample = pd.read_parquet(snakemake.input.sample)
 ids, emb, _ = read_embeddings(snakemake.input.embeddings)
 pred = probe_embedding(sample, ids, emb, opts.get("split_seed", 42), opts.get("n_folds", 10),
-                       opts.get("n_neighbours", 64), opts.get("mlp", "seed001"))
+                       opts.get("n_neighbours", 64), opts.get("mlp", "seed001"), name=snakemake.input.embeddings,
+                       sample_name=snakemake.input.sample)
 logging.getLogger("probes").info("%s/%s: %d objects probed (%d test)", snakemake.wildcards.survey,
                                  snakemake.wildcards.model, len(pred), (pred["split"] == "test").sum())
 write_parquet(snakemake.output.predictions, pred)

@@ -19,12 +19,16 @@ METHOD_LABELS = {"knn": "zero-shot (kNN)", "mlp": "few-shot (MLP)"}
 
 
 def probe_embedding(sample: pd.DataFrame, ids, emb: np.ndarray, seed: int, n_folds: int, n_neighbours: int,
-                    mlp: str) -> pd.DataFrame:
-    """Run every probe on one embedding; rows are the sample's objects that have an embedding."""
+                    mlp: str, name: str = "embeddings", sample_name: str = "probe sample") -> pd.DataFrame:
+    """Run every probe on one embedding; rows are the sample's objects that have an embedding.
+
+    ``name`` and ``sample_name`` (the files) go into the error when too few objects are in both."""
     index = pd.Series(np.arange(len(ids)), index=pd.Index(np.asarray(ids).astype(str)))
     rows = sample[sample["object_id"].isin(index.index)].reset_index(drop=True)
     if len(rows) < 2 * n_folds:
-        raise ValueError(f"only {len(rows)} objects have both an embedding and catalogue properties")
+        raise ValueError(f"only {len(rows)} objects have both an embedding in {name} ({len(ids)} objects, field "
+                         f"'object_id') and catalogue properties in {sample_name} ({len(sample)} objects); the "
+                         f"{n_folds}-fold probes need at least {2 * n_folds}")
     x = emb[index.loc[rows["object_id"]].to_numpy()]
     y = rows[list(TARGETS)].to_numpy(float)
     split = rows["split"].to_numpy()
@@ -57,23 +61,62 @@ def r2_table(sample: pd.DataFrame, predictions: dict, split: str = "test") -> pd
 
 
 def comparison_table(sample: pd.DataFrame, predictions: dict, pairs, n_boot: int, seed: int) -> pd.DataFrame:
-    """Bootstrap 95% CIs of R^2 for two embeddings and of their difference (a minus b), on the test
-    objects both have (Tables 5-6)."""
+    """Bootstrap 95% CIs of R^2 for two embeddings and of their difference (a minus b), on the objects
+    both have (Tables 5-6): on the fixed test split (``split`` = test, as the paper), and out of fold over
+    every object of the sample (``split`` = oof; ten times the objects, so far narrower intervals)."""
     rows = []
     for a, b in pairs:
         pa, pb = predictions[a], predictions[b]
-        common = pa.loc[pa["split"] == "test", ["object_id"]].merge(pb.loc[pb["split"] == "test", ["object_id"]])
-        sa, sb = (_truth(sample, common.merge(p, on="object_id")) for p in (pa, pb))
-        y = sa[list(TARGETS)].to_numpy(float)
-        for method in METHODS:
-            cols = [f"fit_{method}_{t}" for t in TARGETS]
-            ci = bootstrap_r2(y, [sa[cols].to_numpy(float), sb[cols].to_numpy(float)], n_boot, seed)
-            for j, t in enumerate(TARGETS):
-                rows.append({"a": "/".join(a), "b": "/".join(b), "method": method, "target": t, "n": len(y),
-                             "r2_a": ci.loc[j, "r2_0"], "lo_a": ci.loc[j, "lo_0"], "hi_a": ci.loc[j, "hi_0"],
-                             "r2_b": ci.loc[j, "r2_1"], "lo_b": ci.loc[j, "lo_1"], "hi_b": ci.loc[j, "hi_1"],
-                             "delta": ci.loc[j, "delta"], "delta_lo": ci.loc[j, "delta_lo"],
-                             "delta_hi": ci.loc[j, "delta_hi"]})
+        for split, column in (("test", "fit"), ("oof", "oof")):
+            ids = [p.loc[p["split"] == "test", ["object_id"]] if split == "test" else p[["object_id"]] for p in (pa, pb)]
+            common = ids[0].merge(ids[1])
+            sa, sb = (_truth(sample, common.merge(p, on="object_id")) for p in (pa, pb))
+            y = sa[list(TARGETS)].to_numpy(float)
+            for method in METHODS:
+                cols = [f"{column}_{method}_{t}" for t in TARGETS]
+                ci = bootstrap_r2(y, [sa[cols].to_numpy(float), sb[cols].to_numpy(float)], n_boot, seed)
+                for j, t in enumerate(TARGETS):
+                    rows.append({"a": "/".join(a), "b": "/".join(b), "split": split, "method": method, "target": t,
+                                 "n": len(y), "r2_a": ci.loc[j, "r2_0"], "lo_a": ci.loc[j, "lo_0"],
+                                 "hi_a": ci.loc[j, "hi_0"], "r2_b": ci.loc[j, "r2_1"], "lo_b": ci.loc[j, "lo_1"],
+                                 "hi_b": ci.loc[j, "hi_1"], "delta": ci.loc[j, "delta"],
+                                 "delta_lo": ci.loc[j, "delta_lo"], "delta_hi": ci.loc[j, "delta_hi"]})
+    return pd.DataFrame(rows)
+
+
+BIN_NAMES = ("very small", "small", "medium", "large", "very large")
+
+
+def net_wins(sample: pd.DataFrame, pred_a: pd.DataFrame, pred_b: pd.DataFrame, method: str,
+             n_bins: int = 5) -> pd.DataFrame:
+    """Where in each property's range embedding a beats b (seed 001 §4.7.2, Figures 14-15).
+
+    On the test objects both have: the true value in ``n_bins`` equal-population bins; per object the
+    difference of absolute residuals d = |a - truth| - |b - truth|; per bin, ``a_better`` (d < 0),
+    ``b_better`` (d > 0) and ``net`` = a_better - b_better, overall (``error_from`` NaN) and per interval
+    of |d| (bin edges by the MDL rule over all |d| of that property, as the paper's histograms).
+    """
+    from .structure import mdl_bin_count, quantile_bins
+
+    ra, rb = residuals(sample, pred_a, method), residuals(sample, pred_b, method)
+    common = ra.index.intersection(rb.index)
+    ra, rb = ra.loc[common], rb.loc[common]
+    truth = sample.set_index("object_id").loc[common]
+    names = BIN_NAMES if n_bins == 5 else tuple(str(i) for i in range(n_bins))
+    rows = []
+    for t in TARGETS:
+        d = (ra[t] - rb[t]).to_numpy()
+        bins = quantile_bins(truth[t].to_numpy(float), n_bins)
+        edges = np.histogram_bin_edges(np.abs(d), bins=mdl_bin_count(np.abs(d)))
+        interval = np.clip(np.searchsorted(edges, np.abs(d), side="right") - 1, 0, len(edges) - 2)
+        for b in range(n_bins):
+            in_bin = bins == b
+            groups = [(np.nan, np.nan, in_bin)] + [(edges[i], edges[i + 1], in_bin & (interval == i))
+                                                   for i in range(len(edges) - 1)]
+            for lo, hi, sel in groups:
+                a_better, b_better = int((d[sel] < 0).sum()), int((d[sel] > 0).sum())
+                rows.append({"target": t, "bin": names[b], "error_from": lo, "error_to": hi, "n": int(sel.sum()),
+                             "a_better": a_better, "b_better": b_better, "net": a_better - b_better})
     return pd.DataFrame(rows)
 
 

@@ -100,3 +100,24 @@ def residual_histograms(residuals: dict, path) -> None:
         ax.set_xlabel("|residual|")
     axes[-1].legend(fontsize=6)
     write_figure(path, fig)
+
+
+def net_wins_bars(table: pd.DataFrame, path) -> None:
+    """Net count of test objects where a's residual beats b's, per quantile bin of each property
+    (kNN; seed 001 Figures 14-15, summed over error intervals)."""
+    fig, axes = _figure(len(TARGETS))
+    overall = table[(table["method"] == "knn") & table["error_from"].isna()]
+    comparisons = list(dict.fromkeys(zip(overall["a"], overall["b"])))
+    for ax, t in zip(axes, TARGETS):
+        sub = overall[overall["target"] == t]
+        bins = list(dict.fromkeys(sub["bin"]))
+        width = 0.8 / max(len(comparisons), 1)
+        for i, (a, b) in enumerate(comparisons):
+            s = sub[(sub["a"] == a) & (sub["b"] == b)].set_index("bin")["net"].reindex(bins)
+            ax.bar(np.arange(len(bins)) + i * width, s.to_numpy(), width, label=f"{a} − {b}")
+        ax.set_xticks(np.arange(len(bins)) + 0.4 - width / 2, bins, fontsize=6, rotation=30)
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_title(LABELS[t])
+        ax.set_ylabel("net wins of a (test objects)")
+    axes[-1].legend(fontsize=5)
+    write_figure(path, fig)

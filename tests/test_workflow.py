@@ -104,7 +104,10 @@ def test_end_to_end_on_a_small_mini_universe(workdir):
     for side in ("jwst", "legacysurvey", "desi", "sdss"):
         assert (models[side] > null[side]).all(), side  # every crossmodal score sits above its null
     scores = pd.concat([pd.read_csv(p) for p in (results / "alignment").glob("*/scores.csv")])
-    assert (scores.loc[scores["kind"] == "crossmodal", "p_value"] < 0.05).mean() > 0.8
+    crossmodal = scores[scores["kind"] == "crossmodal"]
+    # k = 10: every crossmodal score beats its permutation null. k = 1 on 48-375 objects is left out: a
+    # handful of mutual nearest neighbours decides it (the null's 97.5% point is 3 of 66 on JWST)
+    assert (crossmodal.loc[crossmodal["k"] == 10, "p_value"] < 0.05).all()
     assert set(pd.read_csv(results / "tables" / "table1_intramodal.csv")["family"]) == {"vit"}
     assert (results / "figures" / "figure1_crossmodal.pdf").stat().st_size > 0
     assert "\\begin{tabular}" in (results / "tables" / "table2_crossmodal.tex").read_text()

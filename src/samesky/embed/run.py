@@ -16,7 +16,7 @@ from tqdm import tqdm
 from ..io import atomic_path
 from .images import compute_scaling, image_records, is_blank, rgb_bands, scaled_rgb, select_bands
 from .models import LoadedModel
-from .spectra import SpectrumError, clean_flux
+from .spectra import usable_fluxes
 
 log = logging.getLogger(__name__)
 
@@ -100,13 +100,7 @@ def embed_spectra(ds, column: str, model: LoadedModel, batch_size: int = 32, dev
     with torch.inference_mode(), _autocast(device, bf16):
         for batch_ids, spectra in _rows(ds, column, batch_size):
             fluxes, keep = [], []
-            for oid, spec in zip(batch_ids, _records(spectra)):
-                try:
-                    flux, n = clean_flux(spec["flux"], oid, spec.get("ivar"))
-                except SpectrumError as exc:
-                    log.warning("skipping %s", exc)
-                    skipped.append(oid)
-                    continue
+            for oid, flux, n in usable_fluxes(zip(batch_ids, _records(spectra)), skipped):
                 fluxes.append(flux)
                 keep.append(oid)
                 n_fixed += n

@@ -126,23 +126,29 @@ def resample_dataset(ds, column: str, progress: bool = True):
     return new, pd.DataFrame(report)
 
 
+def usable_fluxes(records, skipped: list):
+    """(id, cleaned flux, values replaced) for each (id, spectrum) that ``clean_flux`` accepts; the ids
+    of refused spectra are appended to ``skipped`` and logged."""
+    for oid, spec in records:
+        try:
+            flux, n = clean_flux(spec["flux"], oid, spec.get("ivar"))
+        except SpectrumError as exc:
+            log.warning("skipping %s", exc)
+            skipped.append(oid)
+            continue
+        yield oid, flux, n
+
+
 def flux_matrix(ds, column: str = "spectrum") -> tuple[np.ndarray, list[str]]:
     """Every usable spectrum's flux as one (spectra, pixels) array, cleaned as for embedding.
 
     Spectra ``clean_flux`` refuses (zero inverse variance everywhere, no finite flux) are left out; their
     ids are returned (and logged). All spectra must share one grid length (DESI's, or resampled onto it).
     """
-    rows, skipped = [], []
     sub = ds.select_columns(["object_id", column]).with_format("numpy")
-    for i in range(len(sub)):
-        row = sub[i]
-        oid, spec = str(row["object_id"]), row[column]
-        try:
-            flux, _ = clean_flux(spec["flux"], oid, spec.get("ivar"))
-        except SpectrumError as exc:
-            log.warning("leaving out %s", exc)
-            skipped.append(oid)
-            continue
+    rows, skipped = [], []
+    records = ((str(row["object_id"]), row[column]) for row in (sub[i] for i in range(len(sub))))
+    for oid, flux, _ in usable_fluxes(records, skipped):
         if rows and len(flux) != len(rows[0]):
             raise SpectrumError(f"object {oid}: {column}.flux has {len(flux)} pixels, the others {len(rows[0])}")
         rows.append(flux)

@@ -142,9 +142,14 @@ def robustness_embeddings():
     return _embedding_names(config["probes"]["robustness_models"])
 
 
+def compared_pairs():
+    """`probes.compare` as ((survey, model), (survey, model)) pairs."""
+    return [tuple(_embedding_names(pair)) for pair in config["probes"]["compare"]]
+
+
 def compared_embeddings():
     """Every embedding named in a `probes.compare` pair, once."""
-    return _embedding_names(dict.fromkeys(e for pair in config["probes"]["compare"] for e in pair))
+    return list(dict.fromkeys(e for pair in compared_pairs() for e in pair))
 
 
 def probe_prediction_inputs(embeddings):

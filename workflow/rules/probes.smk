@@ -62,6 +62,7 @@ rule probe_tables:
     params:
         probes=config["probes"],
         embeddings=probe_embeddings(),
+        compare=compared_pairs(),
     log:
         f"{RESULTS}/logs/probes/probe_tables.log",
     benchmark:
@@ -199,7 +200,7 @@ rule probe_net_wins:
         provenance=f"{RESULTS}/tables/residual_net_wins.provenance.json",
     params:
         embeddings=compared_embeddings(),
-        compare=config["probes"]["compare"],
+        compare=compared_pairs(),
     log:
         f"{RESULTS}/logs/probes/probe_net_wins.log",
     conda:

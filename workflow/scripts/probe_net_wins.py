@@ -18,7 +18,6 @@ sample = pd.read_parquet(snakemake.input.sample)
 predictions = {tuple(e): pd.read_parquet(p) for e, p in zip(snakemake.params.embeddings, snakemake.input.predictions)}
 frames = []
 for a, b in snakemake.params.compare:
-    a, b = tuple(a.split("/", 1)), tuple(b.split("/", 1))
     for method in ("knn", "mlp"):
         t = net_wins(sample, predictions[a], predictions[b], method)
         frames.append(t.assign(a="/".join(a), b="/".join(b), method=method))

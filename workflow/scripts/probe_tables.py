@@ -24,8 +24,7 @@ write_csv(out.r2_train, train)
 ssfr = SSFR_DEFINITIONS[opts.get("ssfr", "physical")]
 write_text(out.r2_md, table3_markdown(test, f"Test R² of the property probes (seed 001, Table 3 layout); sSFR = {ssfr}; "
                                              f"MLP variant '{opts.get('mlp', 'seed001')}'."))
-pairs = [tuple(tuple(e.split("/", 1)) for e in ab) for ab in opts["compare"]]
-write_csv(out.bootstrap, comparison_table(sample, predictions, pairs, opts.get("n_bootstrap", 1000),
+write_csv(out.bootstrap, comparison_table(sample, predictions, snakemake.params.compare, opts.get("n_bootstrap", 1000),
                                           opts.get("split_seed", 42)))
 r2_bars(test, out.figure)
 write_json(out.provenance, record(snakemake.config, "probe_tables", snakemake.input.provenance, ssfr=ssfr))

@@ -13,6 +13,7 @@ import pandas as pd
 
 from .regress import METHODS, bootstrap_r2, r2_per_target, run_probes
 from .robustness import r2_by_group
+from .structure import mdl_bin_count, quantile_bins
 from .targets import TARGETS
 
 METHOD_LABELS = {"knn": "zero-shot (kNN)", "mlp": "few-shot (MLP)"}
@@ -68,8 +69,8 @@ def comparison_table(sample: pd.DataFrame, predictions: dict, pairs, n_boot: int
     for a, b in pairs:
         pa, pb = predictions[a], predictions[b]
         for split, column in (("test", "fit"), ("oof", "oof")):
-            ids = [p.loc[p["split"] == "test", ["object_id"]] if split == "test" else p[["object_id"]] for p in (pa, pb)]
-            common = ids[0].merge(ids[1])
+            on_split = [p[p["split"] == "test"] if split == "test" else p for p in (pa, pb)]
+            common = on_split[0][["object_id"]].merge(on_split[1][["object_id"]])
             sa, sb = (_truth(sample, common.merge(p, on="object_id")) for p in (pa, pb))
             y = sa[list(TARGETS)].to_numpy(float)
             for method in METHODS:
@@ -96,8 +97,6 @@ def net_wins(sample: pd.DataFrame, pred_a: pd.DataFrame, pred_b: pd.DataFrame, m
     ``b_better`` (d > 0) and ``net`` = a_better - b_better, overall (``error_from`` NaN) and per interval
     of |d| (bin edges by the MDL rule over all |d| of that property, as the paper's histograms).
     """
-    from .structure import mdl_bin_count, quantile_bins
-
     ra, rb = residuals(sample, pred_a, method), residuals(sample, pred_b, method)
     common = ra.index.intersection(rb.index)
     ra, rb = ra.loc[common], rb.loc[common]

@@ -24,9 +24,12 @@ def test_both_presets_are_valid(repo, default_config, paper_config):
     assert paper_config["preset"] == "paper" and paper_config["results"] != default_config["results"]
     assert {d["source"] for d in paper_config["datasets"]} == {
         "Smith42/jwst_hsc_crossmatched", "Smith42/legacysurvey_hsc_crossmatched",
-        "Smith42/desi_hsc_crossmatched", "Smith42/sdss_hsc_crossmatched"}
-    sizes = sum(len(m["sizes"]) for m in paper_config["models"])
+        "Smith42/desi_hsc_crossmatched", "Smith42/sdss_hsc_crossmatched",
+        "https://users.flatironinstitute.org/~flanusse/astroclip_desi.1.1.5.h5", "MultimodalUniverse/desi_provabgs"}
+    sizes = sum(len(m["sizes"]) for m in paper_config["models"] if "pairs" not in m)
     assert sizes == 17, "the paper's 17 model sizes (16 vision + Specformer)"
+    probe_only = {f"{m['family']}-{s}" for m in paper_config["models"] if "pairs" in m for s in m["sizes"]}
+    assert probe_only == {"astroclip-image", "astroclip-spectrum", "astrodino-large"}
 
 
 def _broken(config, path, value):
@@ -65,7 +68,10 @@ def test_schema_errors_name_the_key(repo, default_config, path, value, message):
     (("datasets", 3, "modality"), "image", "config key datasets[3].modality: 'image' but mini survey 'desi'"),
     (("alignment", "size_curves", "decomposition_model"), "vit-colossal",
      "config key alignment.size_curves.decomposition_model: 'vit-colossal' is not among the configured models"),
-    (("alignment", "hsc_pair"), "euclid_hsc", "config key alignment.hsc_pair: unknown pair 'euclid_hsc'"),
+    (("alignment", "hsc_pair"), "euclid_hsc", "config key alignment.hsc_pair: 'euclid_hsc' is not a pair of the alignment"),
+    (("models", 0, "pairs"), ["euclid_hsc"], "config key models[0].pairs[0]: unknown pair 'euclid_hsc'"),
+    (("probes", "catalogue"), "dataset:desi", "config key probes.catalogue: 'dataset:desi' does not name a dataset of modality 'catalogue'"),
+    (("pairs", 0, "reference"), "provabgs_cat", "config key pairs[0].reference: unknown dataset 'provabgs_cat'"),
     (("probes", "pair"), "euclid_hsc", "config key probes.pair: unknown pair 'euclid_hsc'"),
     (("probes", "structure_models", 0), "hsc/vit-colossal", "config key probes.structure_models[0]: 'hsc/vit-colossal'"),
     (("probes", "compare", 0, 1), "sdss/dinov2-giant", "config key probes.compare[0]: 'sdss/dinov2-giant' is not"),
@@ -99,3 +105,22 @@ def test_snakemake_stops_before_any_job_on_a_bad_config(repo, tmp_path):
     assert proc.returncode != 0
     assert "instance['alignment']['k'][0]" in proc.stderr + proc.stdout
     assert "Job stats" not in proc.stdout
+
+
+def test_astroclip_encoders_are_refused_on_data_they_do_not_read(repo, paper_config):
+    config = copy.deepcopy(paper_config)
+    config["probes"]["compare"][0] = ["desi/astroclip-spectrum", "desi/specformer-base"]
+    _validate(repo, config)
+    config["probes"]["structure_models"] = ["hsc/astroclip-image"]  # not a side of the pair
+    with pytest.raises(ConfigError, match="structure_models\\[0\\]: 'hsc/astroclip-image'"):
+        _validate(repo, config)
+    config = copy.deepcopy(paper_config)
+    config["probes"]["pair"] = "desi_hsc"
+    config["probes"]["compare"] = [["desi/astroclip-spectrum", "desi/specformer-base"]]
+    config["probes"]["structure_models"] = config["probes"]["robustness_models"] = ["desi/specformer-base"]
+    with pytest.raises(ConfigError, match="model astroclip-spectrum does not embed desi data of pair desi_hsc"):
+        _validate(repo, config)
+    config = copy.deepcopy(paper_config)
+    config["alignment"]["hsc_pair"] = "astroclip_desi"  # a probe-only pair
+    with pytest.raises(ConfigError, match="not a pair of the alignment"):
+        _validate(repo, config)

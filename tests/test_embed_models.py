@@ -27,9 +27,11 @@ def test_every_family_and_size_saves_loads_and_embeds(family, size, tmp_path, rg
     model = load_model(tmp_path / "m")
     with torch.inference_mode():
         if spec.modality == "image":
-            inputs = model.prepare_images(rgb_batch)
-            emb = model.embed(inputs)
-            one_by_one = torch.cat([model.embed(model.prepare_images(rgb_batch[i:i + 1])) for i in range(5)])
+            # AstroCLIP's image encoders take g, r, z flux; the others 8-bit RGB
+            batch = rgb_batch.transpose(0, 3, 1, 2) / 2550.0 if model.flux_bands else rgb_batch
+            prepare = model.prepare_flux if model.flux_bands else model.prepare_images
+            emb = model.embed(prepare(batch))
+            one_by_one = torch.cat([model.embed(prepare(batch[i:i + 1])) for i in range(5)])
         else:
             flux = torch.randn(5, 7781) + 3
             emb = model.embed({"flux": flux})

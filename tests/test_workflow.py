@@ -55,9 +55,13 @@ def test_dry_run_of_the_embedded_default(workdir):
 
 def test_dry_run_of_the_paper_preset(workdir):
     counts = _job_counts(_snakemake(["-n", "--configfile", "config/paper.yaml"], workdir))
-    assert counts == {"download_dataset": 4, "crossmatch": 4, "crossmatch_summary": 1, "fetch_model": 17,
-                      "resample_spectra": 1, "embed": 98, "embedding_summary": 1, "align_pair": 4,
-                      "alignment_tables": 1, "size_curves": 4, "size_curve_figures": 1, **PROBE_JOBS, "all": 1}
+    # + AstroCLIP's evaluation pair (probes only, no alignment): its file and PROVABGS are downloaded, the
+    # 16 image sizes + AstroCLIP image + AstroDINO embed its Legacy Survey side, Specformer + AstroCLIP
+    # spectrum its DESI side, and all 20 are probed
+    probe_jobs = {**PROBE_JOBS, "probe_regressions": 20}
+    assert counts == {"download_dataset": 6, "crossmatch": 5, "crossmatch_summary": 1, "fetch_model": 20,
+                      "resample_spectra": 1, "embed": 98 + 20, "embedding_summary": 1, "align_pair": 4,
+                      "alignment_tables": 1, "size_curves": 4, "size_curve_figures": 1, **probe_jobs, "all": 1}
 
 
 def test_paper_preset_has_one_embedding_job_per_model_size_pair_and_side(workdir):
@@ -66,11 +70,20 @@ def test_paper_preset_has_one_embedding_job_per_model_size_pair_and_side(workdir
     image_models = 16
     expected = {(pair, side) for pair in ("jwst_hsc", "legacysurvey_hsc", "desi_hsc", "sdss_hsc")
                 for side in ("hsc", pair.split("_")[0])}
+    expected |= {("astroclip_desi", "legacysurvey"), ("astroclip_desi", "desi")}
     assert {(p, s) for p, s, _ in jobs} == expected
+    astroclip = {"astroclip-image", "astroclip-spectrum", "astrodino-large"}
     for pair, side in expected:
         models = {m for p, s, m in jobs if (p, s) == (pair, side)}
-        assert len(models) == (1 if side in ("desi", "sdss") else image_models), (pair, side, models)
+        if pair == "astroclip_desi":  # AstroCLIP's encoders embed only their own evaluation pair
+            want = {"specformer-base", "astroclip-spectrum"} if side == "desi" else None
+            assert models == want if want else (len(models) == 18 and {"astroclip-image", "astrodino-large"} <= models)
+        else:
+            assert len(models) == (1 if side in ("desi", "sdss") else image_models), (pair, side, models)
+            assert not models & astroclip
     assert "gpu=1" in dry  # the paper preset's embedding jobs ask for a GPU
+    # the probe-only pair is crossmatch-audited and probed, never aligned
+    assert "alignment/astroclip_desi" not in dry and "results/paper/crossmatch/astroclip_desi/dataset" in dry
 
 
 @pytest.mark.parametrize("extra", [[], ["--configfile", "config/paper.yaml"]])

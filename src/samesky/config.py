@@ -36,6 +36,9 @@ def check_config(config: dict) -> None:
             if mini_surveys[d["survey"]]["kind"] != d["modality"]:
                 raise ConfigError(f"{key}.modality: '{d['modality']}' but mini survey '{d['survey']}' is of kind "
                                   f"'{mini_surveys[d['survey']]['kind']}'")
+        elif d.get("format", "hub") == "astroclip_h5":
+            if d["modality"] != "pair":
+                raise ConfigError(f"{key}.modality: AstroCLIP's file (format astroclip_h5) is a 'pair' of images and spectra")
         elif not Path(d["source"]).exists() and not d.get("revision"):
             raise ConfigError(f"{key}.revision: Hub dataset '{d['source']}' needs a pinned revision")
     for i, p in enumerate(config["pairs"]):
@@ -52,19 +55,26 @@ def check_config(config: dict) -> None:
             name = p[side]
             if name not in datasets:
                 raise ConfigError(f"{key}.{side}: unknown dataset '{name}'; known: {sorted(datasets)}")
-            if datasets[name]["modality"] == "pair":
-                raise ConfigError(f"{key}.{side}: '{name}' is already a pair; crossmatch parent datasets")
+            if datasets[name]["modality"] in ("pair", "catalogue"):
+                raise ConfigError(f"{key}.{side}: '{name}' is a {datasets[name]['modality']}; crossmatch parent "
+                                  f"image or spectrum datasets")
         if datasets[p["reference"]]["survey"] == datasets[p["other"]]["survey"]:
             raise ConfigError(f"{key}: reference and other are the same survey '{datasets[p['other']]['survey']}'")
     check_models(config.get("models", []))
+    pair_names = {p["name"] for p in config["pairs"]}
+    for i, m in enumerate(config.get("models", [])):
+        for j, name in enumerate(m.get("pairs", [])):
+            if name not in pair_names:
+                raise ConfigError(f"config key models[{i}].pairs[{j}]: unknown pair '{name}'; known: {sorted(pair_names)}")
     curves = config.get("alignment", {}).get("size_curves", {})
     model_names = {f"{m['family']}-{size}" for m in config.get("models", []) for size in m["sizes"]}
     if curves and curves["decomposition_model"] not in model_names:
         raise ConfigError(f"config key alignment.size_curves.decomposition_model: '{curves['decomposition_model']}' "
                           f"is not among the configured models {sorted(model_names)}")
     hsc_pair = config.get("alignment", {}).get("hsc_pair")
-    if hsc_pair is not None and hsc_pair not in {p["name"] for p in config["pairs"]}:
-        raise ConfigError(f"config key alignment.hsc_pair: unknown pair '{hsc_pair}'")
+    aligned = {p["name"] for p in config["pairs"] if p.get("align", True)}
+    if hsc_pair is not None and hsc_pair not in aligned:
+        raise ConfigError(f"config key alignment.hsc_pair: '{hsc_pair}' is not a pair of the alignment {sorted(aligned)}")
     probes = config.get("probes")
     if probes:
         _check_probes(probes, config, model_names)
@@ -106,6 +116,17 @@ def _check_probes(probes: dict, config: dict, model_names: set) -> None:
         if survey not in sides or model not in model_names:
             raise ConfigError(f"config key probes.{key}[{i}]: '{entry}' is not '<survey>/<family>-<size>' with a "
                               f"survey of pair {probes['pair']} {list(sides)} and a configured model")
-        if get_spec(*model.split("-", 1)).modality != modality_of(survey):
-            raise ConfigError(f"config key probes.{key}[{i}]: '{entry}': model {model} does not embed {survey} data")
+        spec = get_spec(*model.split("-", 1))
+        allowed = next((m.get("pairs") for m in config["models"] if m["family"] == spec.family
+                        and spec.size in m["sizes"]), None)
+        if spec.modality != modality_of(survey) or not spec.reads_survey(survey) or (allowed and pair["name"] not in allowed):
+            raise ConfigError(f"config key probes.{key}[{i}]: '{entry}': model {model} does not embed {survey} data "
+                              f"of pair {pair['name']}")
+    source = probes["catalogue"]
+    if source.startswith("dataset:"):
+        datasets = {d["name"]: d for d in config["datasets"]}
+        name = source.removeprefix("dataset:")
+        if name not in datasets or datasets[name]["modality"] != "catalogue":
+            raise ConfigError(f"config key probes.catalogue: '{source}' does not name a dataset of modality "
+                              f"'catalogue'; those are {sorted(n for n, d in datasets.items() if d['modality'] == 'catalogue')}")
 

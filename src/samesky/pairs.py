@@ -143,9 +143,13 @@ def audit_crossmatched(ds, ref_survey: str, other_survey: str, radius_arcsec: fl
     ds = ds.select(keep)
     ra_col = f"{ref_survey}_ra" if f"{ref_survey}_ra" in ds.column_names else "ra"
     dec_col = f"{ref_survey}_dec" if f"{ref_survey}_dec" in ds.column_names else "dec"
-    require_columns(ds.column_names, [ra_col, dec_col], name)
     ids = np.asarray(ds["object_id"]).astype(str)
-    ra, dec = np.asarray(ds[ra_col], float), np.asarray(ds[dec_col], float)
+    if status == "unverifiable" and not {ra_col, dec_col} <= set(ds.column_names):
+        # no position at all (AstroCLIP's evaluation file): NaN, and the probes take the catalogue's
+        ra = dec = np.full(len(ids), np.nan)
+    else:
+        require_columns(ds.column_names, [ra_col, dec_col], name)
+        ra, dec = np.asarray(ds[ra_col], float), np.asarray(ds[dec_col], float)
     ds = ds.remove_columns([c for c in ("object_id", "ra", "dec", "separation_arcsec") if c in ds.column_names])
     paired = _add_key_columns(ds, object_id=ids, ra=ra, dec=dec, sep=sep[keep])
     pairs = pd.DataFrame({"object_id": ids, "ra": ra, "dec": dec, "separation_arcsec": sep[keep]})

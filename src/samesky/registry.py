@@ -10,7 +10,10 @@ pooling is the one the paper's code (UniverseTBD/platonic-universe, dd67bf6) use
 - I-JEPA: mean over all tokens of ``last_hidden_state`` (it has no CLS token);
 - AstroPT: ``generate_embeddings``: mean over tokens of the middle block's output;
 - Specformer: mean over tokens of the final layer-normed output, the statistics token excluded
-  (platonic-universe; AstroCLIP's probe code includes it: ``specformer_pooling`` selects).
+  (platonic-universe; AstroCLIP's probe code includes it: ``specformer_pooling`` selects);
+- AstroCLIP (seed 001): the aligned image and spectrum encoders' cross-attention head output, and the
+  unaligned AstroDINO's normed class token, all from the one released checkpoint (embed/astroclip.py).
+  They read only the data they were trained on (``reads``): Legacy Survey g, r, z images, DESI spectra.
 
 ``mini`` is the configuration of the embedded default's small, randomly initialised instance of the same
 architecture (several sizes, so the size axis exists offline).
@@ -39,10 +42,14 @@ class ModelSpec:
     mini: dict = field(default_factory=dict)
     subfolder: str | None = None  # AstroPT keeps each size in a folder of one repository
     revision: str = HUB_REVISION
+    reads: tuple[str, ...] | None = None  # the only surveys whose data the model takes (None: any of its modality)
 
     @property
     def name(self) -> str:
         return f"{self.family}-{self.size}"
+
+    def reads_survey(self, survey: str) -> bool:
+        return self.reads is None or survey in self.reads
 
     def gpu_mem_mb(self) -> int:
         """Rough GPU memory a job needs: fp32 weights twice over plus activations."""
@@ -52,6 +59,13 @@ class ModelSpec:
 def _vit_like(hidden, layers, heads, patch=8, image=64):
     return {"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
             "intermediate_size": 2 * hidden, "patch_size": patch, "image_size": image}
+
+
+def _astroclip_mini():
+    return {"image": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "patch_size": 4,
+                      "image_size": 24, "layerscale_value": 1e-5, "mlp_ratio": 4},
+            "spectrum": {"embed_dim": 32, "num_layers": 2, "num_heads": 2},
+            "head": {"embed_dim": 32, "n_head": 2}}
 
 
 _SPECS = [
@@ -77,6 +91,13 @@ _SPECS = [
     ModelSpec("specformer", "base", "polymathic-ai/specformer", 43, "spectrum",
               "final-LayerNorm token mean (statistics token excluded)", 7781,
               {"embed_dim": 32, "num_layers": 2, "num_heads": 2}),
+    # AstroCLIP: one checkpoint holds all three (the image backbone, frozen while aligning, is AstroDINO)
+    ModelSpec("astroclip", "image", "polymathic-ai/astroclip", 315, "image", "cross-attention head (aligned)", 144,
+              _astroclip_mini(), reads=("legacysurvey",)),
+    ModelSpec("astroclip", "spectrum", "polymathic-ai/astroclip", 56, "spectrum", "cross-attention head (aligned)",
+              7781, _astroclip_mini(), reads=("desi", "sdss")),
+    ModelSpec("astrodino", "large", "polymathic-ai/astroclip", 302, "image", "CLS token (AstroDINO, unaligned)", 144,
+              _astroclip_mini(), reads=("legacysurvey",)),
 ]
 
 REGISTRY: dict[tuple[str, str], ModelSpec] = {(s.family, s.size): s for s in _SPECS}

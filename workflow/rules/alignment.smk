@@ -30,8 +30,8 @@ rule align_pair:
 
 rule alignment_tables:
     input:
-        scores=expand(f"{RESULTS}/alignment/{{pair}}/scores.csv", pair=PAIRS),
-        provenance=expand(f"{RESULTS}/alignment/{{pair}}/provenance.json", pair=PAIRS),
+        scores=expand(f"{RESULTS}/alignment/{{pair}}/scores.csv", pair=ALIGNED_PAIRS),
+        provenance=expand(f"{RESULTS}/alignment/{{pair}}/provenance.json", pair=ALIGNED_PAIRS),
     output:
         table1=report(f"{RESULTS}/tables/table1_intramodal.csv", caption="../report/table1.rst", category="Alignment"),
         table1_md=f"{RESULTS}/tables/table1_intramodal.md",
@@ -83,8 +83,8 @@ rule size_curves:
 
 rule size_curve_figures:
     input:
-        tables=expand(f"{RESULTS}/alignment/{{pair}}/size_curves.csv", pair=PAIRS),
-        provenance=expand(f"{RESULTS}/alignment/{{pair}}/size_curves.provenance.json", pair=PAIRS),
+        tables=expand(f"{RESULTS}/alignment/{{pair}}/size_curves.csv", pair=ALIGNED_PAIRS),
+        provenance=expand(f"{RESULTS}/alignment/{{pair}}/size_curves.provenance.json", pair=ALIGNED_PAIRS),
     output:
         table=f"{RESULTS}/tables/size_curves.csv",
         mknn=report(f"{RESULTS}/figures/size_curves.pdf", caption="../report/size_curves.rst", category="Dataset size"),

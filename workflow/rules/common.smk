@@ -18,9 +18,11 @@ check_config(config)
 
 DATASETS = {d["name"]: d for d in config["datasets"]}
 PAIRS = {p["name"]: p for p in config["pairs"]}
+ALIGNED_PAIRS = [name for name, p in PAIRS.items() if p.get("align", True)]  # the rest are for probes only
 RESULTS = config.get("results", "results")  # one folder per preset, so presets never overwrite each other
 MINI_HUB = f"{RESULTS}/mini_universe/hub"
 MODELS = {f"{m['family']}-{size}": get_spec(m["family"], size) for m in config["models"] for size in m["sizes"]}
+MODEL_PAIRS = {f"{m['family']}-{size}": m.get("pairs") for m in config["models"] for size in m["sizes"]}
 RESAMPLED_SURVEYS = ("sdss",)  # spectra that Specformer sees only after resampling onto the DESI grid
 
 
@@ -68,7 +70,8 @@ def embedding_jobs(pair=None):
         for p in ([pair] if pair else PAIRS)
         for survey in pair_surveys(p)
         for name, spec in MODELS.items()
-        if spec.modality == modality_of(survey)
+        if spec.modality == modality_of(survey) and spec.reads_survey(survey)
+        and (MODEL_PAIRS[name] is None or p in MODEL_PAIRS[name])
     ]
 
 
@@ -159,16 +162,26 @@ def probe_prediction_inputs(embeddings):
 
 
 def probe_catalogue_source():
+    """'mini' -> the mini universe's catalogue; 'dataset:<name>' -> that configured dataset, downloaded;
+    anything else is a path or URL read as it is."""
     source = config["probes"]["catalogue"]
-    return f"{MINI_HUB}/provabgs" if source == "mini" else source
+    if source == "mini":
+        return f"{MINI_HUB}/provabgs"
+    if source.startswith("dataset:"):
+        return f"{RESULTS}/data/{source.removeprefix('dataset:')}"
+    return source
 
 
 def probe_sample_inputs(wildcards):
     pair = config["probes"]["pair"]
     inputs = {"dataset": f"{RESULTS}/crossmatch/{pair}/dataset",
               "provenance": f"{RESULTS}/crossmatch/{pair}/provenance.json"}
-    if config["probes"]["catalogue"] == "mini":
+    source = config["probes"]["catalogue"]
+    if source == "mini":
         inputs["catalogue"] = MINI_HUB
+    elif source.startswith("dataset:"):
+        inputs["catalogue"] = probe_catalogue_source()
+        inputs["catalogue_provenance"] = probe_catalogue_source() + ".provenance.json"
     return inputs
 
 

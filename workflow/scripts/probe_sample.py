@@ -11,8 +11,8 @@ import pandas as pd  # noqa: E402
 
 from samesky.io import load_dataset_dir, setup_logging, write_json, write_parquet  # noqa: E402
 from samesky.probes.robustness import environment, sky_partitions  # noqa: E402
-from samesky.probes.targets import (SSFR_DEFINITIONS, brightness_labels, probe_sample, provabgs_targets,  # noqa: E402
-                                    read_catalogue, split_labels)
+from samesky.probes.targets import (SSFR_DEFINITIONS, brightness_from_magnitude, brightness_labels,  # noqa: E402
+                                    fill_positions, probe_sample, provabgs_targets, read_catalogue, split_labels)
 from samesky.provenance import record  # noqa: E402
 
 setup_logging(snakemake.log[0])
@@ -28,9 +28,18 @@ if missing:
                      f"has {ds.column_names}")
 frame = ds.select_columns(list(dict.fromkeys(columns))).to_pandas()
 catalogue = read_catalogue(snakemake.params.catalogue, "probes.catalogue")
-targets, n_dropped = provabgs_targets(catalogue, opts.get("ssfr", "physical"), name=str(snakemake.params.catalogue))
+by_mag = opts.get("brightness_from_magnitude")
+keep = [c for c in ("ra", "dec") if opts.get("positions_from_catalogue") and c in catalogue.columns]
+keep += [by_mag["column"]] if by_mag else []
+targets, n_dropped = provabgs_targets(catalogue, opts.get("ssfr", "physical"), name=str(snakemake.params.catalogue),
+                                      id_column=opts.get("catalogue_id", "TARGETID"), keep=tuple(keep))
 sample = probe_sample(frame, targets, opts["join_on"], name=pair)
-if len(flags) == 2:
+if opts.get("positions_from_catalogue"):
+    sample = fill_positions(sample, name=pair)
+if by_mag:
+    sample["brightness"] = brightness_from_magnitude(sample[f"catalogue_{by_mag['column']}"], by_mag["bright_below"],
+                                                     by_mag["faint_below"])
+elif len(flags) == 2:
     sample["brightness"] = brightness_labels(sample[flags[0]], sample[flags[1]])
 else:
     log.warning("pair %s has no brightness flags %s: the brightness analysis will be empty", pair, opts.get("brightness"))

@@ -4,7 +4,8 @@ Every embedding job loads its model from a local folder ``results/models/<family
 - the embedded default writes a small randomly initialised instance there (``write_mini_model``);
 - the paper preset downloads the released weights there at a pinned revision (``download_model``).
 So both presets run the same loading code (``load_model``): ``from_pretrained`` for the transformers
-families, AstroPT's checkpoint format for AstroPT, AstroCLIP's checkpoint format for Specformer.
+families, AstroPT's checkpoint format for AstroPT, AstroCLIP's checkpoint formats for Specformer and for
+AstroCLIP's own encoders (aligned image and spectrum, and AstroDINO).
 A ``samesky_model.json`` in each folder says what it holds.
 """
 
@@ -21,6 +22,8 @@ import torch
 
 from ..io import atomic_path
 from ..registry import ModelSpec
+from .astroclip import (IMAGE_BANDS, RELEASED_ARCH, AstroCLIPEncoder, astroclip_image_inputs, load_astroclip,
+                        released_layout)
 from .specformer import RELEASED_HPARAMS, Specformer, load_specformer_checkpoint, pretrain
 
 log = logging.getLogger(__name__)
@@ -93,6 +96,8 @@ def write_mini_model(spec: ModelSpec, out_dir: str | os.PathLike, seed: int, pre
             weights = "config.json"
         elif spec.family == "astropt":
             weights = _write_mini_astropt(spec, tmp)
+        elif spec.family in ASTROCLIP_FAMILIES:
+            weights = _write_mini_astroclip(spec, tmp)
         elif spec.family == "specformer":
             model = Specformer(**{**RELEASED_HPARAMS, **spec.mini})
             if pretraining is not None:
@@ -105,6 +110,8 @@ def write_mini_model(spec: ModelSpec, out_dir: str | os.PathLike, seed: int, pre
                     "seed": seed, "entry": weights, "hub_id": None, "revision": None, "spec": asdict(spec)}
         if pretrained:
             manifest["pretraining"] = pretrained
+        if spec.family in ASTROCLIP_FAMILIES:
+            manifest["arch"] = _mini_astroclip_arch(spec)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return manifest
 
@@ -123,6 +130,31 @@ def _pretrain_mini_specformer(model: Specformer, spectra: np.ndarray, settings: 
             "n_spectra": len(flux), "source": source,
             "loss_first": float(np.mean(losses[:window])), "loss_last": float(np.mean(losses[-window:])),
             "loss_every_10_steps": [round(x, 5) for x in losses[::10]]}
+
+
+ASTROCLIP_FAMILIES = ("astroclip", "astrodino")
+
+
+def astroclip_kind(spec_or_family, size: str | None = None) -> str:
+    family, size = (spec_or_family.family, spec_or_family.size) if size is None else (spec_or_family, size)
+    return "astrodino" if family == "astrodino" else size  # astroclip-image / astroclip-spectrum
+
+
+def _mini_astroclip_arch(spec: ModelSpec) -> dict:
+    return {"image": dict(spec.mini["image"]), "spectrum": {**RELEASED_HPARAMS, **spec.mini["spectrum"]},
+            "head": dict(spec.mini["head"])}
+
+
+def _write_mini_astroclip(spec: ModelSpec, folder: Path) -> str:
+    """A random mini AstroCLIP checkpoint in the released layout (image and spectrum encoders, heads and
+    backbones under ``image_encoder.`` / ``spectrum_encoder.``), so it loads through ``load_astroclip``."""
+    arch = _mini_astroclip_arch(spec)
+    state = {}
+    for kind in ("image", "spectrum"):
+        state |= released_layout(AstroCLIPEncoder(kind, arch).state_dict(), kind)
+    torch.save({"state_dict": state, "hyper_parameters": {"temperature": 15.5, "logit_scale": 15.5}},
+               folder / "astroclip.ckpt")
+    return "astroclip.ckpt"
 
 
 def _write_mini_astropt(spec: ModelSpec, folder: Path) -> str:
@@ -153,6 +185,9 @@ def download_model(spec: ModelSpec, out_dir: str | os.PathLike, revision: str | 
         entry = f"{spec.subfolder}/ckpt.pt"
     elif spec.family == "specformer":
         entry = "specformer.ckpt"
+    elif spec.family in ASTROCLIP_FAMILIES:
+        patterns = ["astroclip.ckpt"]  # the released checkpoint; it holds all three encoders
+        entry = "astroclip.ckpt"
     else:
         patterns = ["*.json", "*.safetensors", "*.txt"]
         entry = "config.json"
@@ -175,9 +210,19 @@ class LoadedModel:
     """A model in eval mode, its input preparation, and its pooling, behind one ``embed`` call."""
 
     def __init__(self, family: str, model, processor=None, patch_size: int | None = None,
-                 specformer_pooling: str = "exclude_stats"):
+                 specformer_pooling: str = "exclude_stats", crop: int | None = None):
         self.family, self.model, self.processor, self.patch_size = family, model.eval(), processor, patch_size
         self.specformer_pooling = specformer_pooling
+        self.crop = crop
+
+    @property
+    def flux_bands(self) -> tuple[str, ...] | None:
+        """The bands a model takes as calibrated flux (AstroCLIP's image encoders), or None: 8-bit RGB."""
+        return IMAGE_BANDS if self.family in ASTROCLIP_FAMILIES and self.model.kind != "spectrum" else None
+
+    def prepare_flux(self, flux: np.ndarray) -> dict:
+        """(B, 3, H, W) flux in ``flux_bands`` order -> model inputs (CPU tensors)."""
+        return {"pixel_values": astroclip_image_inputs(flux, self.crop)}
 
     def to(self, device):
         self.model.to(device)
@@ -194,6 +239,8 @@ class LoadedModel:
         f = self.family
         if f == "astropt":
             return self.model.generate_embeddings(inputs)["images"]
+        if f in ASTROCLIP_FAMILIES:
+            return self.model(inputs["flux"] if self.model.kind == "spectrum" else inputs["pixel_values"])
         if f == "specformer":
             tokens = self.model(inputs["flux"])
             return tokens[:, 1:].mean(1) if self.specformer_pooling == "exclude_stats" else tokens.mean(1)
@@ -254,6 +301,11 @@ def load_model(model_dir: str | os.PathLike, specformer_pooling: str = "exclude_
             return LoadedModel(family, model, patch_size=patch)
         if family == "specformer":
             return LoadedModel(family, load_specformer_checkpoint(entry), specformer_pooling=specformer_pooling)
+        if family in ASTROCLIP_FAMILIES:
+            arch = manifest.get("arch") or RELEASED_ARCH
+            model = load_astroclip(entry, astroclip_kind(family, manifest["size"]), arch)
+            return LoadedModel(family, model, crop=arch["image"]["image_size"],
+                               specformer_pooling="none: the cross-attention head reads every token")
     except ModelLoadError:
         raise
     except Exception as exc:

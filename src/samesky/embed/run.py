@@ -58,6 +58,8 @@ def embed_images(ds, column: str, survey: str, model: LoadedModel, batch_size: i
                  bf16: bool = True, scaling_images: int = 10_000, progress: bool = True):
     """Embeddings of the images in ``ds[column]``; returns (ids, float32 array, per-object frame, meta)."""
     device = pick_device(device) if isinstance(device, str) else device
+    if model.flux_bands is not None:
+        return _embed_flux_images(ds, column, model, batch_size, device, bf16, progress)
     bands = rgb_bands(survey)
     sample = ((i, img) for ids, imgs in _image_batches(ds, column, 256) for i, img in zip(ids, imgs))
     scaling = compute_scaling(sample, bands, max_images=scaling_images)
@@ -88,6 +90,41 @@ def embed_images(ds, column: str, survey: str, model: LoadedModel, batch_size: i
     if blank:
         log.warning("%s: %d blank images (no data in %s) not embedded: %s", column, len(blank), bands, blank[:20])
     return ids, emb.astype(np.float32), frame, meta
+
+
+def _embed_flux_images(ds, column: str, model: LoadedModel, batch_size: int, device, bf16: bool, progress: bool):
+    """Images for a model that takes calibrated flux and does its own scaling (AstroCLIP's encoders):
+    no dataset-wide percentiles; bad pixels (mask, NaN, inf) are set to zero flux and counted."""
+    bands = model.flux_bands
+    model.to(device)
+    ids, chunks, bad_counts, blank = [], [], [], []
+    bar = tqdm(total=len(ds), desc=f"embed {column}", disable=not progress, mininterval=5)
+    with torch.inference_mode(), _autocast(device, bf16):
+        for batch_ids, images in _image_batches(ds, column, batch_size):
+            fluxes = []
+            for oid, img in zip(batch_ids, images):
+                flux, bad = select_bands(img, bands, oid)
+                if is_blank(flux, bad):
+                    blank.append(oid)
+                    continue
+                fluxes.append(np.where(bad, 0.0, flux).astype(np.float32))
+                bad_counts.append(int(bad.sum()))
+                ids.append(oid)
+            bar.update(len(batch_ids))
+            if fluxes:
+                inputs = {k: v.to(device) for k, v in model.prepare_flux(np.stack(fluxes)).items()}
+                chunks.append(model.embed(inputs).float().cpu().numpy())
+    bar.close()
+    emb = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+    meta = {"preprocessing": {"flux": {"bands": list(bands), "rgb": "Legacy Survey viewer asinh RGB (AstroCLIP)",
+                                       "crop": model.crop},
+                              "bad_pixels": "set to zero flux",
+                              "images_with_bad_pixels": int(np.count_nonzero(bad_counts)),
+                              "blank_images": "no data in the bands (all bad or all zero): not embedded",
+                              "skipped_objects": blank}}
+    if blank:
+        log.warning("%s: %d blank images (no data in %s) not embedded: %s", column, len(blank), bands, blank[:20])
+    return ids, emb.astype(np.float32), pd.DataFrame({"object_id": ids, "n_bad_pixels": bad_counts}), meta
 
 
 def embed_spectra(ds, column: str, model: LoadedModel, batch_size: int = 32, device="auto", bf16: bool = True,

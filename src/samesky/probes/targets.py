@@ -37,6 +37,13 @@ def read_catalogue(source: str | os.PathLike, name: str = "catalogue") -> pd.Dat
     """A value-added catalogue as a flat frame: a folder of Parquet files (Hub layout), or any table
     astropy reads (FITS, HDF5, ECSV; a URL is downloaded to astropy's cache)."""
     path = Path(str(source))
+    if (path / "dataset_info.json").exists():  # a dataset this workflow downloaded (config datasets)
+        from ..io import load_dataset_dir
+
+        from datasets import Value
+
+        ds = load_dataset_dir(path)
+        return ds.select_columns([c for c, f in ds.features.items() if isinstance(f, Value)]).to_pandas()
     if path.is_dir():
         files = sorted(path.rglob("*.parquet"))
         if not files:
@@ -52,12 +59,22 @@ def read_catalogue(source: str | os.PathLike, name: str = "catalogue") -> pd.Dat
     return table[flat].to_pandas()
 
 
-def provabgs_targets(cat: pd.DataFrame, ssfr: str = "physical", name: str = "provabgs") -> tuple[pd.DataFrame, int]:
-    """(TARGETID + the four targets, rows dropped) from a PROVABGS catalogue.
+def provabgs_targets(cat: pd.DataFrame, ssfr: str = "physical", name: str = "provabgs", id_column: str = "TARGETID",
+                     keep: tuple[str, ...] = ()) -> tuple[pd.DataFrame, int]:
+    """(TARGETID + the four targets + ``keep`` columns as ``catalogue_<name>``, rows dropped) from a
+    PROVABGS catalogue whose TARGETID is in ``id_column`` (the Multimodal Universe's copy calls it
+    ``object_id``).
 
     Rows without a usable value of every target (non-finite, LOG_MSTAR <= 0, Z_MW <= 0 or AVG_SFR <= 0,
     where a logarithm is undefined) are dropped and counted.
     """
+    if id_column != "TARGETID":
+        if id_column not in cat.columns:
+            raise ProbeDataError(f"{name}: no column '{id_column}' (config probes.catalogue_id); has {sorted(cat.columns)[:20]}")
+        cat = cat.drop(columns=[c for c in ("TARGETID",) if c in cat.columns]).rename(columns={id_column: "TARGETID"})
+    absent = [c for c in keep if c not in cat.columns]
+    if absent:
+        raise ProbeDataError(f"{name}: no column(s) {absent} to keep; has {sorted(cat.columns)[:20]}")
     missing = [c for c in PROVABGS_COLUMNS if c not in cat.columns]
     if missing:
         raise ProbeDataError(f"{name}: missing column(s) {missing}; has {sorted(cat.columns)[:20]}")
@@ -73,6 +90,7 @@ def provabgs_targets(cat: pd.DataFrame, ssfr: str = "physical", name: str = "pro
             "t_age": c["TAGE_MW"],
             "log_ssfr": (np.log10(c["AVG_SFR"]) - c["LOG_MSTAR"]) if ssfr == "physical"
             else (np.log(c["AVG_SFR"]) - np.log(c["Z_MW"])),
+            **{f"catalogue_{k}": cat[k].to_numpy() for k in keep},
         })
     n_bad = int((~ok).sum())
     if n_bad:
@@ -102,6 +120,30 @@ def probe_sample(pair: pd.DataFrame, targets: pd.DataFrame, join_on: str, name: 
         raise ProbeDataError(f"{name}: no object's '{join_on}' is in the catalogue's TARGETID column")
     log.info("%s: %d of %d objects have catalogue properties", name, len(sample), len(pair))
     return sample.sort_values("object_id", kind="stable").reset_index(drop=True)
+
+
+def fill_positions(sample: pd.DataFrame, name: str = "pair") -> pd.DataFrame:
+    """Positions from the catalogue (``catalogue_ra``/``catalogue_dec``) where the pair has none (AstroCLIP's
+    evaluation file carries no positions); objects left without a position are dropped and logged, since
+    the environment and sky analyses need one."""
+    for axis in ("ra", "dec"):
+        if f"catalogue_{axis}" in sample.columns:
+            own = pd.to_numeric(sample[axis], errors="coerce")
+            sample[axis] = own.where(np.isfinite(own), pd.to_numeric(sample[f"catalogue_{axis}"], errors="coerce"))
+    ok = np.isfinite(sample["ra"].to_numpy(float)) & np.isfinite(sample["dec"].to_numpy(float))
+    if not ok.all():
+        log.warning("%s: %d of %d objects have no position in the pair or the catalogue; dropped", name,
+                    int((~ok).sum()), len(sample))
+        if not ok.any():
+            raise ProbeDataError(f"{name}: no object has a position (pair ra/dec or catalogue ra/dec)")
+    return sample[ok].reset_index(drop=True)
+
+
+def brightness_from_magnitude(mag, bright_below: float, faint_below: float) -> np.ndarray:
+    """'bright' / 'faint' / '' by an r-band magnitude: the BGS split (Bright r < 19.5, Faint 19.5 <= r <
+    20.175), for catalogues that carry the magnitude but not the targeting flags."""
+    mag = np.asarray(mag, float)
+    return np.where(mag < bright_below, "bright", np.where(mag < faint_below, "faint", ""))
 
 
 def brightness_labels(bright, faint) -> np.ndarray:

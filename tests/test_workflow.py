@@ -1,11 +1,13 @@
 """The Snakemake workflow itself: dry runs of both presets, lint, and a small end-to-end run."""
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -228,6 +230,56 @@ def test_report_is_built_with_every_figure_and_table(workdir):
                  "residuals.pdf", "residual_net_wins.pdf"):
         assert name in html, name
     assert "Seed 000, Figure 1" in html
+
+
+def _write_astroclip_files(root, n_groups=10, per_group=12, seed=0):
+    """AstroCLIP's evaluation file (HDF5 groups of images, spectra, redshifts, targetids) and PROVABGS in the
+    Multimodal Universe's schema (Parquet, TARGETID in object_id), at tests/config/astroclip.yaml's paths.
+    Stellar mass scales the spectra's flux, so the spectrum side has something to find."""
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    folder = root / "resources" / "test_astroclip"
+    (folder / "provabgs").mkdir(parents=True, exist_ok=True)
+    rows = []
+    with h5py.File(folder / "astroclip_desi.h5", "w") as f:
+        for g in range(n_groups):
+            tid = 39627000000000000 + 1000 * g + np.arange(per_group)
+            logm = rng.uniform(9, 11.5, per_group)
+            shape = 1 + 0.3 * np.sin(np.linspace(0, 20, 7781))
+            grp = f.create_group(str(g))
+            grp["images"] = rng.normal(0, 0.02, (per_group, 152, 152, 3)).astype(np.float32)
+            grp["spectra"] = (10 ** (logm - 10)[:, None] * shape + rng.normal(0, 0.1, (per_group, 7781))).astype(np.float32)
+            grp["redshifts"] = rng.uniform(0.05, 0.4, per_group).astype(np.float32)
+            grp["targetids"] = tid
+            rows += [{"object_id": str(t), "ra": 150 + rng.uniform(0, 2), "dec": 2 + rng.uniform(0, 2),
+                      "LOG_MSTAR": m, "Z_MW": 10 ** rng.normal(-1.8, 0.2), "TAGE_MW": rng.uniform(1, 10),
+                      "AVG_SFR": 10 ** rng.normal(0, 0.5), "MAG_R": rng.uniform(17, 20.2)} for t, m in zip(tid, logm)]
+    pd.DataFrame(rows).to_parquet(folder / "provabgs" / "train-00000-of-00001.parquet")
+
+
+@pytest.mark.workflow
+def test_astroclip_probes_run_end_to_end_on_local_files_in_the_released_layouts(workdir):
+    _write_astroclip_files(workdir)
+    _snakemake(["--cores", "2", "--configfile", "tests/config/astroclip.yaml"], workdir)
+    results = workdir / "results" / "astroclip"
+    assert not (results / "alignment").exists()  # a probe-only pair
+    sample = pd.read_parquet(results / "probes" / "sample.parquet")
+    assert len(sample) == 120 and np.isfinite(sample[["ra", "dec"]].to_numpy()).all()  # positions from PROVABGS
+    assert set(sample["brightness"]) <= {"bright", "faint", ""} and (sample["brightness"] == "bright").any()
+    r2 = pd.read_csv(results / "tables" / "probe_r2_test.csv")
+    assert set(r2["survey"] + "/" + r2["model"]) == {"legacysurvey/astroclip-image", "legacysurvey/astrodino-large",
+                                                    "desi/astroclip-spectrum", "desi/specformer-base"}
+    boot = pd.read_csv(results / "tables" / "probe_bootstrap.csv")
+    oof = boot[(boot["split"] == "oof") & (boot["method"] == "knn") & (boot["target"] == "log_mstar")].set_index("a")
+    # the spectra's flux scales with stellar mass and the images are noise: the probes must see that
+    assert oof.loc["desi/astroclip-spectrum", "r2_a"] > 0.3 and oof.loc["legacysurvey/astroclip-image", "r2_a"] < 0.1
+    for table in ("probe_environment", "probe_brightness", "probe_sky", "structure_kmeans", "residual_outliers",
+                  "residual_net_wins"):
+        assert len(pd.read_csv(results / "tables" / f"{table}.csv")) > 0, table
+    prov = json.loads((results / "embeddings" / "astroclip_desi" / "legacysurvey" / "astroclip-image.provenance.json")
+                      .read_text())
+    assert "astroclip" in json.dumps(prov) and "Legacy Survey viewer" in json.dumps(prov)
 
 
 @pytest.mark.workflow

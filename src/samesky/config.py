@@ -73,7 +73,7 @@ def check_config(config: dict) -> None:
                           f"is not among the configured models {sorted(model_names)}")
     hsc_pair = config.get("alignment", {}).get("hsc_pair")
     aligned = {p["name"] for p in config["pairs"] if p.get("align", True)}
-    if hsc_pair is not None and hsc_pair not in aligned:
+    if hsc_pair is not None and aligned and hsc_pair not in aligned:
         raise ConfigError(f"config key alignment.hsc_pair: '{hsc_pair}' is not a pair of the alignment {sorted(aligned)}")
     probes = config.get("probes")
     if probes:

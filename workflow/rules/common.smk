@@ -108,6 +108,8 @@ def embedding_dataset(wildcards):
 
 
 def alignment_targets():
+    if not ALIGNED_PAIRS:  # every pair is probe-only
+        return []
     tables = ["table1_intramodal", "table2_crossmodal", "crossmodal_cka"]
     return (
         [f"{RESULTS}/tables/{t}.{ext}" for t in tables for ext in ("csv", "md", "tex")]

@@ -280,6 +280,9 @@ def test_astroclip_probes_run_end_to_end_on_local_files_in_the_released_layouts(
     prov = json.loads((results / "embeddings" / "astroclip_desi" / "legacysurvey" / "astroclip-image.provenance.json")
                       .read_text())
     assert "astroclip" in json.dumps(prov) and "Legacy Survey viewer" in json.dumps(prov)
+    # the pair's own Specformer pooling (AstroCLIP's probe code pools every token) reaches the job
+    spec = json.loads((results / "embeddings" / "astroclip_desi" / "desi" / "specformer-base.provenance.json").read_text())
+    assert spec["preprocessing"]["specformer_pooling"] == "all_tokens"
 
 
 @pytest.mark.workflow

@@ -75,6 +75,11 @@ def embedding_jobs(pair=None):
     ]
 
 
+def specformer_pooling_of(pair):
+    """The pair's own Specformer pooling, else the embedding section's (seed 000 and seed 001 differ)."""
+    return PAIRS[pair].get("specformer_pooling", config["embedding"].get("specformer_pooling", "exclude_stats"))
+
+
 def embedding_path(pair, survey, model):
     return f"{RESULTS}/embeddings/{pair}/{survey}/{model}.parquet"
 

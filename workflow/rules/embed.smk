@@ -64,6 +64,7 @@ rule embed:
     params:
         spec=lambda wildcards: MODELS[wildcards.model],
         embedding=config["embedding"],
+        specformer_pooling=lambda wildcards: specformer_pooling_of(wildcards.pair),
     log:
         f"{RESULTS}/logs/embed/{{pair}}/{{survey}}/{{model}}.log",
     benchmark:

@@ -19,7 +19,7 @@ opts = snakemake.params.embedding
 spec = snakemake.params.spec
 survey = snakemake.wildcards.survey
 ds = load_dataset_dir(snakemake.input.dataset)
-model = load_model(snakemake.input.model, specformer_pooling=opts.get("specformer_pooling", "exclude_stats"))
+model = load_model(snakemake.input.model, specformer_pooling=snakemake.params.specformer_pooling)
 device = pick_device(opts["device"])
 log.info("%s on %s %s: %d objects, device %s", spec.name, snakemake.wildcards.pair, survey, len(ds), device)
 start = time.time()

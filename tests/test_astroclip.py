@@ -58,9 +58,9 @@ def _vit_tokens(w, x, with_cls):
     return F.layer_norm(t, (d,), w["norm.weight"], w["norm.bias"], eps=1e-6)
 
 
-def _head(w, tokens):
+def _head(w, tokens, residual):
     """AstroCLIP's cross-attention head from its raw weights: one query, multi-head attention, LayerNorm,
-    residual MLP."""
+    MLP (with a residual for spectra only)."""
     e, heads = ARCH["head"]["embed_dim"], ARCH["head"]["n_head"]
     a = {k[len("cross_attention."):]: v for k, v in w.items() if k.startswith("cross_attention.")}
     mha = {k[len("multihead_attn."):]: v for k, v in a.items() if k.startswith("multihead_attn.")}
@@ -75,9 +75,9 @@ def _head(w, tokens):
     att = torch.softmax(split(q) @ split(k).transpose(-1, -2) / math.sqrt(e // heads), -1) @ split(v)
     x = F.linear(att.transpose(1, 2).reshape(len(tokens), 1, e), mha["out_proj.weight"], mha["out_proj.bias"])
     x = F.layer_norm(x, (e,), a["layernorm.weight"], a["layernorm.bias"])
-    x = x + F.linear(F.gelu(F.linear(x, w["mlp.encoder.weight"], w["mlp.encoder.bias"])),
-                     w["mlp.decoder.weight"], w["mlp.decoder.bias"])
-    return x[:, 0]
+    mlp = F.linear(F.gelu(F.linear(x, w["mlp.encoder.weight"], w["mlp.encoder.bias"])),
+                   w["mlp.decoder.weight"], w["mlp.decoder.bias"])
+    return (x + mlp if residual else mlp)[:, 0]
 
 
 def _part(state, prefix):
@@ -93,7 +93,7 @@ def test_image_encoders_match_a_forward_pass_from_the_raw_weights(tmp_path, chun
     with torch.inference_mode():
         aligned = load_astroclip(tmp_path / "astroclip.ckpt", "image", ARCH)(x)
         unaligned = load_astroclip(tmp_path / "astroclip.ckpt", "astrodino", ARCH)(x)
-        expect_aligned = _head(_part(state, "image_encoder."), _vit_tokens(raw, x, with_cls=False))
+        expect_aligned = _head(_part(state, "image_encoder."), _vit_tokens(raw, x, with_cls=False), residual=False)
         expect_unaligned = _vit_tokens(raw, x, with_cls=True)[:, 0]
     assert aligned.shape == (3, ARCH["head"]["embed_dim"]) and unaligned.shape == (3, ARCH["image"]["hidden_size"])
     torch.testing.assert_close(aligned, expect_aligned, atol=1e-5, rtol=1e-4)
@@ -106,7 +106,7 @@ def test_spectrum_encoder_is_specformer_tokens_through_the_head(tmp_path):
     flux = torch.randn(2, 7781) + 3
     with torch.inference_mode():
         tokens = model.backbone(flux)
-        expect = _head(_part(state, "spectrum_encoder."), tokens)
+        expect = _head(_part(state, "spectrum_encoder."), tokens, residual=True)
         got = model(flux)
     assert tokens.shape[1] == 778  # Specformer's 777 windows and its statistics token, all attended over
     torch.testing.assert_close(got, expect, atol=1e-5, rtol=1e-4)

@@ -14,7 +14,9 @@ configs/astroclip.yaml, astroclip/astrodino/config.yaml, astroclip/data/datamodu
   no position embedding. The aligned spectrum encoder runs Specformer over all its tokens.
 - Each aligned encoder then has a cross-attention head. One learned query of width 1024 attends over the
   backbone's tokens (``nn.MultiheadAttention``, 4 heads, key and value width = the backbone's). Then come a
-  LayerNorm and ``x + MLP(x)`` (1024 -> 4096 -> 1024, GELU). The embedding is 1024 wide.
+  LayerNorm and an MLP (1024 -> 4096 -> 1024, GELU): ``x + MLP(x)`` for spectra, but ``MLP(x)`` with no
+  residual for images (``ImageHead.forward`` since May 2024; the released checkpoint goes with that
+  code). The embedding is 1024 wide.
 - Images are Legacy Survey g, r, z cut-outs in nanomaggies. They become the Legacy Survey viewer's RGB
   (``legacy_viewer_rgb``), are centre-cropped to 144 pixels and are fed channels first with height and
   width swapped (AstroCLIP's collator permutes (B, H, W, C) to (B, C, W, H)).
@@ -76,10 +78,12 @@ def astroclip_image_inputs(flux: np.ndarray, crop: int = CROP) -> torch.Tensor:
 
 
 class CrossAttentionHead(nn.Module):
-    """One learned query attends over a backbone's tokens; LayerNorm; then x + MLP(x)."""
+    """One learned query attends over a backbone's tokens; LayerNorm; then x + MLP(x), or MLP(x) where
+    ``residual`` is off (AstroCLIP's image head)."""
 
-    def __init__(self, embed_dim: int, n_head: int, backbone_dim: int):
+    def __init__(self, embed_dim: int, n_head: int, backbone_dim: int, residual: bool = True):
         super().__init__()
+        self.residual = residual
         self.query = nn.Parameter(torch.randn(1, 1, embed_dim))
         self.multihead_attn = nn.MultiheadAttention(embed_dim, n_head, batch_first=True,
                                                     kdim=backbone_dim, vdim=backbone_dim)
@@ -92,7 +96,7 @@ class CrossAttentionHead(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         query = self.query.expand(tokens.shape[0], -1, -1)
         x = self.layernorm(self.multihead_attn(query, tokens, tokens, need_weights=False)[0])
-        return (x + self.mlp(x))[:, 0]
+        return ((x + self.mlp(x)) if self.residual else self.mlp(x))[:, 0]
 
 
 def dinov2_to_hf(state: dict) -> dict:
@@ -144,7 +148,8 @@ class AstroCLIPEncoder(nn.Module):
             self.backbone = build_backbone(arch["image"])
             width = arch["image"]["hidden_size"]
         if kind != "astrodino":
-            self.head = CrossAttentionHead(arch["head"]["embed_dim"], arch["head"]["n_head"], width)
+            self.head = CrossAttentionHead(arch["head"]["embed_dim"], arch["head"]["n_head"], width,
+                                           residual=kind == "spectrum")
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         """The backbone's tokens the aligned head attends over."""

@@ -151,7 +151,8 @@ def test_outlier_recurrence_counts_objects_per_number_of_properties():
     res.iloc[0, :] = 50  # an outlier in all three
     res.iloc[1, 0] = 50  # in one
     res.iloc[2, 1] = 50  # in one
-    assert outlier_recurrence(res).to_dict() == {1: 2, 3: 1}
+    assert outlier_recurrence(res).to_dict() == {1: 2, 2: 0, 3: 1}
+    assert outlier_recurrence(res.iloc[3:]).to_dict() == {1: 0, 2: 0, 3: 0}  # none: still one row per count
 
 
 @pytest.mark.parametrize("suffix", ["fits", "hdf5", "folder"])

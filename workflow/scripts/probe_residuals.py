@@ -1,6 +1,7 @@
 """Snakemake adapter: residual outliers and how often they recur across properties (seed 001 §4.7,
 Table 18), and the absolute residual histograms with MDL bin counts (Figure 12)."""
 
+import logging
 import sys
 from pathlib import Path
 
@@ -23,9 +24,12 @@ for (survey, model), path in zip(snakemake.params.embeddings, snakemake.input.pr
         res = residuals(sample, pred, method)
         recurrence = outlier_recurrence(res)
         total = recurrence.sum()
+        if total == 0:
+            logging.info("%s/%s %s: no residual outliers among %d test objects", survey, model, method, len(res))
         for n_props, count in recurrence.items():
             rows.append({"embedding": f"{survey}/{model}", "method": method, "outlier_in_n_properties": n_props,
-                         "objects": count, "percent": 100 * count / total})
+                         "objects": count, "percent": 100 * count / total if total else float("nan"),
+                         "test_objects": len(res)})
         if method == "knn":
             histograms[f"{survey}/{model}"] = res
 write_csv(snakemake.output.table, pd.DataFrame(rows))

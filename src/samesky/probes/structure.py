@@ -57,9 +57,14 @@ def outlier_mask(residuals: np.ndarray) -> np.ndarray:
 
 
 def outlier_recurrence(abs_residuals: pd.DataFrame) -> pd.Series:
-    """How many objects are outliers in exactly 1, 2, ... of the properties (seed 001 Table 18)."""
+    """How many objects are outliers in exactly 1, 2, ..., all of the properties (seed 001 Table 18).
+
+    Every count from 1 to the number of properties is listed, zeros included: a small test split can
+    have no outlier at all, and that is a result to report, not an empty table."""
     counts = outlier_mask(abs_residuals.to_numpy()).sum(axis=1)
-    return pd.Series(counts[counts > 0]).value_counts().sort_index()
+    n_properties = abs_residuals.shape[1]
+    tally = pd.Series(counts[counts > 0]).value_counts()
+    return tally.reindex(range(1, n_properties + 1), fill_value=0).astype(int)
 
 
 def mdl_bin_count(data, k_min: int = 1, k_max: int = 50) -> int:

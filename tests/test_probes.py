@@ -224,3 +224,30 @@ def test_a_probe_with_too_few_objects_names_both_files():
                                          r"'object_id'\) and catalogue properties in sample\.parquet \(3 objects\)"):
         probe_embedding(sample, ["a", "b"], np.zeros((2, 4)), 0, 5, 3, "seed001", name="emb.parquet",
                         sample_name="sample.parquet")
+
+
+def test_r2_tables_score_the_test_and_train_rows_with_the_fit_and_every_row_out_of_fold():
+    from samesky.probes.analyses import r2_table
+    from samesky.probes.targets import TARGETS
+
+    rng = np.random.default_rng(3)
+    n = 60
+    truth = {t: rng.normal(size=n) for t in TARGETS}
+    sample = pd.DataFrame({"object_id": [f"o{i}" for i in range(n)], **truth})
+    split = np.where(np.arange(n) < 10, "test", "train")
+    pred = pd.DataFrame({"object_id": sample["object_id"], "split": split})
+    for method in ("knn", "mlp"):  # fit and out-of-fold predictions differ, so each table must pick its column
+        for t in TARGETS:
+            pred[f"fit_{method}_{t}"] = truth[t] + rng.normal(size=n) * 0.3
+            pred[f"oof_{method}_{t}"] = truth[t] + rng.normal(size=n) * 0.8
+    preds = {("desi", "spec"): pred.sample(frac=1, random_state=0)}  # row order must not matter
+    rows = {s: r2_table(sample, preds, s).set_index("method") for s in ("test", "train", "oof")}
+    for s, column, mask in (("test", "fit", split == "test"), ("train", "fit", split == "train"),
+                            ("oof", "oof", np.ones(n, bool))):
+        assert (rows[s]["n"] == mask.sum()).all()
+        for method in ("knn", "mlp"):
+            for t in TARGETS:
+                expected = r2_score(truth[t][mask], pred.loc[mask, f"{column}_{method}_{t}"])
+                assert rows[s].loc[method, t] == pytest.approx(expected), (s, method, t)
+    with pytest.raises(ValueError, match="split must be test, train or oof"):
+        r2_table(sample, preds, "validation")

@@ -134,6 +134,8 @@ def test_end_to_end_on_a_small_mini_universe(workdir):
     r2 = pd.read_csv(results / "tables" / "probe_r2_test.csv")
     assert len(r2) == 2 * 4 and set(r2["method"]) == {"knn", "mlp"}  # 3 image sizes + Specformer, 2 probes
     assert r2[["log_mstar", "log_z_mw", "t_age", "log_ssfr"]].notna().all().all()
+    oof_r2 = pd.read_csv(results / "tables" / "probe_r2_oof.csv")
+    assert len(oof_r2) == len(r2) and (oof_r2["n"] > 5 * r2["n"]).all()  # every object, not only the test split
     boot = pd.read_csv(results / "tables" / "probe_bootstrap.csv")
     assert len(boot) == 2 * 2 * 4 and set(boot["split"]) == {"test", "oof"}
     assert (boot["delta_lo"] <= boot["delta"]).all() and (boot["delta"] <= boot["delta_hi"]).all()
@@ -226,8 +228,8 @@ def test_report_is_built_with_every_figure_and_table(workdir):
     html = (workdir / "report.html").read_text(errors="replace")
     for name in ("figure1_crossmodal.pdf", "size_curves.pdf", "agreement_decomposition.pdf",
                  "table1_intramodal.csv", "table2_crossmodal.csv", "crossmodal_cka.csv", "trend_tests.csv",
-                 "probe_r2_test.csv", "probe_bootstrap.csv", "probe_environment.pdf", "structure_umap_kmeans.pdf",
-                 "residuals.pdf", "residual_net_wins.pdf"):
+                 "probe_r2_test.csv", "probe_r2_oof.csv", "probe_bootstrap.csv", "probe_environment.pdf",
+                 "structure_umap_kmeans.pdf", "residuals.pdf", "residual_net_wins.pdf"):
         assert name in html, name
     assert "Seed 000, Figure 1" in html
 

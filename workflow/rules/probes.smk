@@ -53,6 +53,7 @@ rule probe_tables:
     output:
         r2_test=report(f"{RESULTS}/tables/probe_r2_test.csv", caption="../report/probe_r2.rst", category="Probes"),
         r2_train=f"{RESULTS}/tables/probe_r2_train.csv",
+        r2_oof=report(f"{RESULTS}/tables/probe_r2_oof.csv", caption="../report/probe_r2_oof.rst", category="Probes"),
         r2_md=f"{RESULTS}/tables/probe_r2_test.md",
         bootstrap=report(
             f"{RESULTS}/tables/probe_bootstrap.csv", caption="../report/probe_bootstrap.rst", category="Probes"

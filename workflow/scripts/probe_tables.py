@@ -18,9 +18,10 @@ opts = snakemake.params.probes
 sample = pd.read_parquet(snakemake.input.sample)
 predictions = {tuple(e): pd.read_parquet(p) for e, p in zip(snakemake.params.embeddings, snakemake.input.predictions)}
 out = snakemake.output
-test, train = r2_table(sample, predictions, "test"), r2_table(sample, predictions, "train")
+test = r2_table(sample, predictions, "test")
 write_csv(out.r2_test, test)
-write_csv(out.r2_train, train)
+write_csv(out.r2_train, r2_table(sample, predictions, "train"))
+write_csv(out.r2_oof, r2_table(sample, predictions, "oof"))
 ssfr = SSFR_DEFINITIONS[opts.get("ssfr", "physical")]
 write_text(out.r2_md, table3_markdown(test, f"Test R² of the property probes (seed 001, Table 3 layout); sSFR = {ssfr}; "
                                              f"MLP variant '{opts.get('mlp', 'seed001')}'."))

@@ -49,13 +49,18 @@ def _truth(sample: pd.DataFrame, pred: pd.DataFrame) -> pd.DataFrame:
 
 
 def r2_table(sample: pd.DataFrame, predictions: dict, split: str = "test") -> pd.DataFrame:
-    """One row per (embedding, method): R^2 of each target on the test (Table 3) or train (Table 4) rows."""
+    """One row per (embedding, method): R^2 of each target on the test (Table 3) or train (Table 4) rows of
+    the fixed split, or out of fold (``oof``) over every object of the sample, each predicted by the fold
+    model that did not see it: ten times the test objects, so models a few hundredths apart separate."""
+    if split not in ("test", "train", "oof"):
+        raise ValueError(f"r2_table: split must be test, train or oof, not {split!r}")
+    column = "oof" if split == "oof" else "fit"
     rows = []
     for (survey, model), pred in predictions.items():
-        sub = _truth(sample, pred[pred["split"] == split])
+        sub = _truth(sample, pred if split == "oof" else pred[pred["split"] == split])
         for method in METHODS:
             y = sub[list(TARGETS)].to_numpy(float)
-            p = sub[[f"fit_{method}_{t}" for t in TARGETS]].to_numpy(float)
+            p = sub[[f"{column}_{method}_{t}" for t in TARGETS]].to_numpy(float)
             rows.append({"survey": survey, "model": model, "method": method, "n": len(sub),
                          **dict(zip(TARGETS, r2_per_target(y, p)))})
     return pd.DataFrame(rows)

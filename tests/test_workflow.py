@@ -174,6 +174,17 @@ def test_a_single_figure_needs_only_its_own_jobs(workdir):
     assert "align_pair" not in counts and "probe_tables" not in counts
 
 
+def test_changing_the_compared_pairs_reruns_only_the_comparison_rules(workdir):
+    if not (workdir / "results" / "tables" / "trend_tests.csv").exists():
+        _snakemake(["--cores", "2", "--configfile", "tests/config/test.yaml"], workdir)
+    other = workdir / "compare_other.yaml"
+    other.write_text("probes:\n  compare:\n    - [desi/specformer-base, hsc/vit-base]\n")
+    counts = _job_counts(_snakemake(["-n", "--configfile", "tests/config/test.yaml", str(other)], workdir))
+    assert counts["probe_tables"] == 1 and counts["probe_net_wins"] == 1
+    for untouched in ("probe_sample", "probe_regressions", "probe_environment", "embedding_structure", "align_pair"):
+        assert untouched not in counts, untouched
+
+
 PROVENANCE = {  # each table's record, and the datasets and models it rests on
     "tables/alignment_tables.provenance.json": ({"hsc", "jwst", "legacysurvey", "desi", "sdss"}, 4),
     "tables/size_curves.provenance.json": ({"hsc", "jwst", "legacysurvey", "desi", "sdss"}, 4),

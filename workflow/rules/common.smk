@@ -192,6 +192,12 @@ def probe_sample_inputs(wildcards):
     return inputs
 
 
+def probe_options(*keys):
+    """The probes settings one rule reads, so that editing another (say, the compared pairs) does not
+    rerun it: Snakemake reruns a job when its params change."""
+    return {k: config["probes"][k] for k in keys if k in config.get("probes", {})}
+
+
 def probe_targets():
     if "probes" not in config:
         return []

@@ -9,7 +9,10 @@ rule probe_sample:
         sample=f"{RESULTS}/probes/sample.parquet",
         provenance=f"{RESULTS}/probes/sample.provenance.json",
     params:
-        probes=config["probes"],
+        probes=probe_options(
+            "pair", "join_on", "brightness", "brightness_from_magnitude", "positions_from_catalogue", "ssfr",
+            "catalogue_id", "sky_groups", "test_fraction", "split_seed",
+        ),
         catalogue=probe_catalogue_source(),
         seed=config["seed"],
     log:
@@ -32,7 +35,7 @@ rule probe_regressions:
         predictions=f"{RESULTS}/probes/predictions/{{survey}}/{{model}}.parquet",
         provenance=f"{RESULTS}/probes/predictions/{{survey}}/{{model}}.provenance.json",
     params:
-        probes=config["probes"],
+        probes=probe_options("split_seed", "n_folds", "n_neighbours", "mlp"),
     log:
         f"{RESULTS}/logs/probes/regressions/{{survey}}/{{model}}.log",
     benchmark:
@@ -61,7 +64,7 @@ rule probe_tables:
         figure=report(f"{RESULTS}/figures/probe_r2.pdf", caption="../report/probe_r2.rst", category="Probes"),
         provenance=f"{RESULTS}/tables/probe_tables.provenance.json",
     params:
-        probes=config["probes"],
+        probes=probe_options("ssfr", "mlp", "n_bootstrap", "split_seed"),
         embeddings=probe_embeddings(),
         compare=compared_pairs(),
     log:

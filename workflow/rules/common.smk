@@ -202,7 +202,8 @@ def probe_targets():
     if "probes" not in config:
         return []
     tables = ["probe_r2_test.csv", "probe_r2_oof.csv", "probe_bootstrap.csv", "probe_environment.csv",
-              "probe_brightness.csv", "probe_sky.csv", "structure_kmeans.csv", "residual_outliers.csv", "residual_net_wins.csv"]
+              "probe_brightness.csv", "probe_sky.csv", "structure_kmeans.csv", "residual_outliers.csv",
+              "residual_net_wins.csv"]
     return [f"{RESULTS}/tables/{t}" for t in tables]
 
 

@@ -22,6 +22,12 @@ def _snakemake(args, cwd, timeout=900):
     return proc.stdout + proc.stderr
 
 
+def _ensure_test_config_ran(workdir):
+    """The end-to-end test's run, for tests selected without it (-k): later tests read its results."""
+    if not (workdir / "results" / "tables" / "trend_tests.csv").exists():
+        _snakemake(["--cores", "2", "--configfile", "tests/config/test.yaml"], workdir)
+
+
 def _job_counts(output: str) -> dict:
     lines = output.split("Job stats:")[1].splitlines()[3:]
     counts = {}
@@ -175,8 +181,7 @@ def test_a_single_figure_needs_only_its_own_jobs(workdir):
 
 
 def test_changing_the_compared_pairs_reruns_only_the_comparison_rules(workdir):
-    if not (workdir / "results" / "tables" / "trend_tests.csv").exists():
-        _snakemake(["--cores", "2", "--configfile", "tests/config/test.yaml"], workdir)
+    _ensure_test_config_ran(workdir)
     other = workdir / "compare_other.yaml"
     other.write_text("probes:\n  compare:\n    - [desi/specformer-base, hsc/vit-base]\n")
     counts = _job_counts(_snakemake(["-n", "--configfile", "tests/config/test.yaml", str(other)], workdir))
@@ -201,8 +206,7 @@ PROVENANCE = {  # each table's record, and the datasets and models it rests on
 def test_every_table_records_datasets_models_config_versions_and_seed(workdir):
     import json
 
-    if not (workdir / "results" / "tables" / "trend_tests.csv").exists():
-        _snakemake(["--cores", "2", "--configfile", "tests/config/test.yaml"], workdir)
+    _ensure_test_config_ran(workdir)
     hashes = set()
     for path, (datasets, n_models) in PROVENANCE.items():
         rec = json.loads((workdir / "results" / path).read_text())
@@ -233,8 +237,7 @@ TABLES = ["tables/probe_r2_test.csv", "tables/probe_bootstrap.csv", "tables/prob
 
 @pytest.mark.workflow
 def test_report_is_built_with_every_figure_and_table(workdir):
-    if not (workdir / "results" / "tables" / "trend_tests.csv").exists():
-        _snakemake(["--cores", "2", "--configfile", "tests/config/test.yaml"], workdir)
+    _ensure_test_config_ran(workdir)
     _snakemake(["--configfile", "tests/config/test.yaml", "--report", "report.html"], workdir)
     html = (workdir / "report.html").read_text(errors="replace")
     for name in ("figure1_crossmodal.pdf", "size_curves.pdf", "agreement_decomposition.pdf",
@@ -309,8 +312,7 @@ def test_killed_run_resumes_to_the_same_tables_as_an_uninterrupted_one(workdir, 
     import signal
     import time
 
-    if not (workdir / "results" / "tables" / "trend_tests.csv").exists():
-        _snakemake(["--cores", "2", "--configfile", "tests/config/test.yaml"], workdir)
+    _ensure_test_config_ran(workdir)
     other = tmp_path / "samesky"
     shutil.copytree(repo, other, ignore=shutil.ignore_patterns(".venv", "results", ".snakemake", ".git", "*.egg-info"))
     args = SNAKEMAKE + ["--cores", "2", "--configfile", "tests/config/test.yaml"]
@@ -366,8 +368,7 @@ def test_the_slurm_profile_runs_the_workflow_on_a_real_slurm_with_the_same_table
     reason = _slurm_available()
     if reason:
         pytest.skip(reason)
-    if not (workdir / "results" / "tables" / "trend_tests.csv").exists():
-        _snakemake(["--cores", "2", "--configfile", "tests/config/test.yaml"], workdir)
+    _ensure_test_config_ran(workdir)
     tool = repo / "tools" / "slurm_local.sh"
     subprocess.run(["bash", str(tool), "install"], check=True, timeout=600)
     cluster = tmp_path / "cluster"

@@ -48,16 +48,25 @@ def _truth(sample: pd.DataFrame, pred: pd.DataFrame) -> pd.DataFrame:
     return pred.merge(sample[["object_id", *TARGETS]], on="object_id", how="left")
 
 
+SPLIT_COLUMNS = {"test": "fit", "train": "fit", "oof": "oof"}
+
+
+def _on_split(pred: pd.DataFrame, split: str) -> tuple[pd.DataFrame, str]:
+    """The rows a split scores and the prediction columns' prefix: the fixed split's test or train rows
+    with the final fit's predictions, or every row with its out-of-fold prediction."""
+    if split not in SPLIT_COLUMNS:
+        raise ValueError(f"split must be test, train or oof, not {split!r}")
+    return (pred if split == "oof" else pred[pred["split"] == split]), SPLIT_COLUMNS[split]
+
+
 def r2_table(sample: pd.DataFrame, predictions: dict, split: str = "test") -> pd.DataFrame:
     """One row per (embedding, method): R^2 of each target on the test (Table 3) or train (Table 4) rows of
     the fixed split, or out of fold (``oof``) over every object of the sample, each predicted by the fold
     model that did not see it: ten times the test objects, so models a few hundredths apart separate."""
-    if split not in ("test", "train", "oof"):
-        raise ValueError(f"r2_table: split must be test, train or oof, not {split!r}")
-    column = "oof" if split == "oof" else "fit"
     rows = []
     for (survey, model), pred in predictions.items():
-        sub = _truth(sample, pred if split == "oof" else pred[pred["split"] == split])
+        on_split, column = _on_split(pred, split)
+        sub = _truth(sample, on_split)
         for method in METHODS:
             y = sub[list(TARGETS)].to_numpy(float)
             p = sub[[f"{column}_{method}_{t}" for t in TARGETS]].to_numpy(float)
@@ -73,9 +82,9 @@ def comparison_table(sample: pd.DataFrame, predictions: dict, pairs, n_boot: int
     rows = []
     for a, b in pairs:
         pa, pb = predictions[a], predictions[b]
-        for split, column in (("test", "fit"), ("oof", "oof")):
-            on_split = [p[p["split"] == "test"] if split == "test" else p for p in (pa, pb)]
-            common = on_split[0][["object_id"]].merge(on_split[1][["object_id"]])
+        for split in ("test", "oof"):
+            (rows_a, column), (rows_b, _) = _on_split(pa, split), _on_split(pb, split)
+            common = rows_a[["object_id"]].merge(rows_b[["object_id"]])
             sa, sb = (_truth(sample, common.merge(p, on="object_id")) for p in (pa, pb))
             y = sa[list(TARGETS)].to_numpy(float)
             for method in METHODS:

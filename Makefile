@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= 8
 
-.PHONY: env run test dryrun lint lock clean
+.PHONY: env run test dryrun lint lock docs clean
 
 env: $(VENV)/.installed
 
@@ -33,10 +33,15 @@ lint: env
 	$(BIN)/snakemake --lint
 	$(BIN)/snakemake --lint --configfile config/paper.yaml
 
+# config/README.md from the schema's descriptions (a test checks that they agree).
+docs: env
+	$(BIN)/python -m samesky.configdoc > config/README.md
+
 # Rewrite the lock from the current environment (after a deliberate upgrade).
 lock: env
 	{ grep '^#' requirements/cpu.txt; $(BIN)/pip freeze --exclude-editable | grep -v '^astropt==' | sed 's/+cpu$$//'; } > requirements/cpu.txt.new
 	mv requirements/cpu.txt.new requirements/cpu.txt
 
+# Computed results only; resources/ (downloads, model weights, the mini universe) stays.
 clean:
 	rm -rf results .snakemake

@@ -4,7 +4,9 @@
 #   snakemake --cores 8 --configfile config/paper.yaml       # paper preset (Hub data and weights)
 #   snakemake -n                                             # audit the DAG without running it
 #
-# Rules are split by stage under workflow/rules/; helpers and config validation live in common.smk.
+# Rules are split by stage under workflow/rules/; config validation and the rules' input functions live in
+# common.smk. Every rule runs workflow/scripts/step.py, which calls the package step named after the rule
+# (samesky.steps), so all logic is in the package and testable without Snakemake.
 
 from snakemake.utils import min_version
 

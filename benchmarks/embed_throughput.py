@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from samesky.embed.models import LoadedModel, load_model, write_mini_model
+from samesky.embed.families import FAMILIES, LoadedModel
+from samesky.embed.models import load_model, write_mini_model
 from samesky.embed.run import _autocast
 from samesky.embed.specformer import RELEASED_HPARAMS, Specformer
 from samesky.registry import REGISTRY
@@ -53,7 +54,7 @@ def _run(model: LoadedModel, data, batch, device, bf16=False):
         with torch.inference_mode(), _autocast(device, bf16):
             for i in range(0, len(data), batch):
                 chunk = data[i:i + batch]
-                if model.family == "specformer":
+                if model.family == "specformer":  # spectra go in as flux
                     inputs = {"flux": torch.from_numpy(chunk).to(device)}
                 else:
                     inputs = {k: v.to(device) for k, v in model.prepare_images(chunk).items()}
@@ -109,7 +110,7 @@ def gpu_benchmark(n: int) -> None:
         if net is None:
             print(f"{spec.name:22s} skipped: AstroPT's dimensions come from its checkpoint")
             continue
-        model = LoadedModel(family, net.to(device))
+        model = FAMILIES[family](net.to(device))
         if family == "specformer":
             data = _inputs(spec, n, rng)
         else:  # the processors resize to 224 on the CPU; time the network on 224 px input

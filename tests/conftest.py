@@ -16,6 +16,14 @@ def repo() -> Path:
     return REPO
 
 
+def validated(config: dict) -> dict:
+    """``config`` checked against the schema, with its defaults filled in, as the workflow sees it."""
+    from snakemake.utils import validate
+
+    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    return config
+
+
 @pytest.fixture()
 def default_config() -> dict:
     with open(REPO / "config.yaml") as fh:
@@ -40,7 +48,7 @@ def mini(tmp_path_factory):
     from samesky.mini_universe import build_mini_universe
 
     with open(REPO / "config.yaml") as fh:
-        cfg = yaml.safe_load(fh)["mini_universe"]
+        cfg = validated(yaml.safe_load(fh))["mini_universe"]
     cfg["n_galaxies"] = 400
     root = tmp_path_factory.mktemp("mini")
     truth = build_mini_universe(cfg, 7, root / "hub", root / "truth.parquet")

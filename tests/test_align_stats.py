@@ -48,3 +48,14 @@ def test_trend_test_reproduces_the_papers_p_values(increases, total, expected):
 def test_increases_are_counted_between_adjacent_sizes():
     assert count_increases([0.1, 0.2, 0.15, 0.3]) == (2, 3)
     assert count_increases([0.5]) == (0, 0)
+
+
+def test_latex_tables_escape_what_latex_would_misread():
+    """A caption's '%' would start a LaTeX comment and '_' a subscript: both arrive escaped."""
+    import pandas as pd
+
+    from samesky.align.tables import to_latex
+
+    tex = to_latex(pd.DataFrame({"family": ["π (null)"], "size": [""], "jwst": [1.5]}),
+                   "MKNN (%, k = 10) of hsc_pair", "tab:x")
+    assert r"\caption{MKNN (\%, k = 10) of hsc\_pair}" in tex and r"$\pi$ (null) &  & 1.50 \\" in tex

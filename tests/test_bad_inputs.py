@@ -12,10 +12,10 @@ from datasets import Dataset
 from samesky.crossmatch import CrossmatchError
 from samesky.embed.images import ImageError
 from samesky.embed.models import ModelLoadError, download_model, load_model, write_mini_model
-from samesky.embed.run import embed_images, embed_spectra, read_embeddings, write_embeddings
+from samesky.embed.run import embed_images, embed_spectra
 from samesky.embed.spectra import resample_dataset
 from samesky.hub import download_dataset
-from samesky.io import atomic_path, load_dataset_dir
+from samesky.io import atomic_path, load_dataset_dir, read_embeddings, write_embeddings
 from samesky.pairs import crossmatch_datasets
 from samesky.registry import ModelSpec, get_spec
 

@@ -26,9 +26,9 @@ def test_both_presets_are_valid(repo, default_config, paper_config):
         "Smith42/jwst_hsc_crossmatched", "Smith42/legacysurvey_hsc_crossmatched",
         "Smith42/desi_hsc_crossmatched", "Smith42/sdss_hsc_crossmatched",
         "https://users.flatironinstitute.org/~flanusse/astroclip_desi.1.1.5.h5", "MultimodalUniverse/desi_provabgs"}
-    sizes = sum(len(m["sizes"]) for m in paper_config["models"] if "pairs" not in m)
+    sizes = sum(len(m["sizes"]) for m in paper_config["models"] if m["only_pairs"] is None)
     assert sizes == 17, "the paper's 17 model sizes (16 vision + Specformer)"
-    probe_only = {f"{m['family']}-{s}" for m in paper_config["models"] if "pairs" in m for s in m["sizes"]}
+    probe_only = {f"{m['family']}-{s}" for m in paper_config["models"] if m["only_pairs"] for s in m["sizes"]}
     assert probe_only == {"astroclip-image", "astroclip-spectrum", "astrodino-large"}
 
 
@@ -63,20 +63,29 @@ def test_schema_errors_name_the_key(repo, default_config, path, value, message):
 
 @pytest.mark.parametrize("path, value, message", [
     (("models", 2, "sizes"), ["small", "colossal"], "config key models[2].sizes[1]: unknown size 'colossal' of dinov2"),
-    (("pairs", 1, "other"), "euclid", "config key pairs[1].other: unknown dataset 'euclid'"),
+    (("pairs", 1, "other_dataset"), "euclid", "config key pairs[1].other_dataset: unknown dataset 'euclid'"),
     (("datasets", 1, "name"), "hsc", "config key datasets[1].name: 'hsc' is used twice"),
-    (("datasets", 3, "modality"), "image", "config key datasets[3].modality: 'image' but mini survey 'desi'"),
+    (("datasets", 3, "kind"), "image", "config key datasets[3].kind: 'image' but mini survey 'desi'"),
     (("alignment", "size_curves", "decomposition_model"), "vit-colossal",
      "config key alignment.size_curves.decomposition_model: 'vit-colossal' is not among the configured models"),
     (("alignment", "hsc_pair"), "euclid_hsc", "config key alignment.hsc_pair: 'euclid_hsc' is not a pair of the alignment"),
-    (("models", 0, "pairs"), ["euclid_hsc"], "config key models[0].pairs[0]: unknown pair 'euclid_hsc'"),
-    (("probes", "catalogue"), "dataset:desi", "config key probes.catalogue: 'dataset:desi' does not name a dataset of modality 'catalogue'"),
-    (("pairs", 0, "reference"), "provabgs_cat", "config key pairs[0].reference: unknown dataset 'provabgs_cat'"),
+    (("models", 0, "only_pairs"), ["euclid_hsc"], "config key models[0].only_pairs[0]: unknown pair 'euclid_hsc'"),
+    (("probes", "catalogue"), {"source": "dataset", "dataset": "desi"},
+     "config key probes.catalogue.dataset: 'desi' is not a dataset of kind 'catalogue'"),
+    (("probes", "catalogue"), {"source": "file"}, "config key probes.catalogue: source 'file' takes ['path']; has []"),
+    (("pairs", 0, "reference_dataset"), "provabgs_cat",
+     "config key pairs[0].reference_dataset: unknown dataset 'provabgs_cat'"),
+    (("pairs", 0, "dataset"), "hsc", "config key pairs[0]: give either reference_dataset and other_dataset "
+     "(crossmatched here) or dataset, reference_survey and other_survey (paired upstream); "
+     "has ['reference_dataset', 'other_dataset', 'dataset']"),
+    (("datasets", 0, "kind"), "paired", "config key datasets[0].survey: a paired dataset has no survey of its own"),
     (("probes", "pair"), "euclid_hsc", "config key probes.pair: unknown pair 'euclid_hsc'"),
-    (("probes", "structure_models", 0), "hsc/vit-colossal", "config key probes.structure_models[0]: 'hsc/vit-colossal'"),
-    (("probes", "compare", 0, 1), "sdss/dinov2-giant", "config key probes.compare[0]: 'sdss/dinov2-giant' is not"),
-    (("probes", "robustness_models", 1), "desi/dinov2-giant",
-     "config key probes.robustness_models[1]: 'desi/dinov2-giant': model dinov2-giant does not embed desi data"),
+    (("probes", "structure_models", 0), {"survey": "hsc", "model": "vit-colossal"},
+     "config key probes.structure_models[0]: hsc/vit-colossal is not a side of pair desi_hsc"),
+    (("probes", "compare", 0, 1), {"survey": "sdss", "model": "dinov2-giant"},
+     "config key probes.compare[0][1]: sdss/dinov2-giant is not"),
+    (("probes", "robustness_models", 1), {"survey": "desi", "model": "dinov2-giant"},
+     "config key probes.robustness_models[1]: desi/dinov2-giant: model dinov2-giant does not embed desi data"),
     (("mini_specformer_pretraining", "dataset"), "hsc",
      "config key mini_specformer_pretraining.dataset: 'hsc' is not a spectrum dataset of `datasets` ['desi', 'sdss']"),
     (("mini_specformer_pretraining", "dataset"), "sdss",
@@ -109,18 +118,37 @@ def test_snakemake_stops_before_any_job_on_a_bad_config(repo, tmp_path):
 
 def test_astroclip_encoders_are_refused_on_data_they_do_not_read(repo, paper_config):
     config = copy.deepcopy(paper_config)
-    config["probes"]["compare"][0] = ["desi/astroclip-spectrum", "desi/specformer-base"]
+    spectra = [{"survey": "desi", "model": "astroclip-spectrum"}, {"survey": "desi", "model": "specformer-base"}]
+    config["probes"]["compare"][0] = spectra
     _validate(repo, config)
-    config["probes"]["structure_models"] = ["hsc/astroclip-image"]  # not a side of the pair
-    with pytest.raises(ConfigError, match="structure_models\\[0\\]: 'hsc/astroclip-image'"):
+    config["probes"]["structure_models"] = [{"survey": "hsc", "model": "astroclip-image"}]  # not a side of the pair
+    with pytest.raises(ConfigError, match="structure_models\\[0\\]: hsc/astroclip-image"):
         _validate(repo, config)
     config = copy.deepcopy(paper_config)
     config["probes"]["pair"] = "desi_hsc"
-    config["probes"]["compare"] = [["desi/astroclip-spectrum", "desi/specformer-base"]]
-    config["probes"]["structure_models"] = config["probes"]["robustness_models"] = ["desi/specformer-base"]
+    config["probes"]["compare"] = [spectra]
+    config["probes"]["structure_models"] = config["probes"]["robustness_models"] = [spectra[1]]
     with pytest.raises(ConfigError, match="model astroclip-spectrum does not embed desi data of pair desi_hsc"):
         _validate(repo, config)
     config = copy.deepcopy(paper_config)
     config["alignment"]["hsc_pair"] = "astroclip_desi"  # a probe-only pair
     with pytest.raises(ConfigError, match="not a pair of the alignment"):
         _validate(repo, config)
+
+
+def test_config_readme_documents_every_key_as_the_schema_says(repo):
+    """config/README.md is generated from the schema (python -m samesky.configdoc), so it cannot drift;
+    every key in it has a description."""
+    import yaml
+
+    from samesky.configdoc import render
+
+    text = render(yaml.safe_load((repo / SCHEMA).read_text()))
+    assert (repo / "config" / "README.md").read_text() == text, "run: python -m samesky.configdoc > config/README.md"
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert len(rows) > 80
+    for row in rows:
+        assert row.rstrip(" |").split("|")[-1].strip(), f"no description: {row}"
+    for key in ("probes.catalogue.source", "pairs[].reference_dataset", "alignment.size_curves.classes.column",
+                "mini_universe.surveys.<name>.bright_limit", "probes.compare[][].model", "resources"):
+        assert f"`{key}`" in text or f"## `{key}`" in text, key

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from samesky.embed.models import ModelLoadError, load_model, read_manifest, spiral_order, write_mini_model
+from samesky.embed.families import spiral_order
+from samesky.embed.models import ModelLoadError, load_model, read_manifest, write_mini_model
 from samesky.registry import REGISTRY, get_spec
 
 FAMILY_SIZES = sorted(REGISTRY)

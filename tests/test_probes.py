@@ -60,7 +60,7 @@ def test_knn_probe_is_scikit_learns_distance_weighted_regressor_on_standardised_
     assert 0.3 < r2_per_target(y[train], ours["train"]).min() < 0.99
 
 
-@pytest.mark.parametrize("mlp", ["seed001", "astroclip"])
+@pytest.mark.parametrize("mlp", ["hidden32", "astroclip"])
 def test_probes_learn_a_linear_signal_and_are_deterministic(known, mlp):
     x, y, _ = known
     split = split_labels(len(x), 0.1, 42)
@@ -222,7 +222,7 @@ def test_a_probe_with_too_few_objects_names_both_files():
                            **{t: [1.0, 2.0, 3.0] for t in ("log_mstar", "log_z_mw", "t_age", "log_ssfr")}})
     with pytest.raises(ValueError, match=r"only 2 objects have both an embedding in emb\.parquet \(2 objects, field "
                                          r"'object_id'\) and catalogue properties in sample\.parquet \(3 objects\)"):
-        probe_embedding(sample, ["a", "b"], np.zeros((2, 4)), 0, 5, 3, "seed001", name="emb.parquet",
+        probe_embedding(sample, ["a", "b"], np.zeros((2, 4)), 0, 5, 3, "hidden32", name="emb.parquet",
                         sample_name="sample.parquet")
 
 

@@ -25,7 +25,7 @@ def test_the_released_architecture_has_the_documented_keys_shapes_and_size(tmp_p
     assert state["blocks.5.mlp.encoder.weight"].shape == (4 * 768, 768)
     assert state["head.weight"].shape == (22, 768)
     n_params = sum(p.numel() for p in model.parameters())
-    assert 42e6 < n_params < 44e6, n_params  # "Specformer Base 43M" (seed 000, Table 3)
+    assert 42e6 < n_params < 44e6, n_params  # "Specformer Base 43M" (Platonic Universe, Table 3)
     # an AstroCLIP-style checkpoint file loads back strictly, giving the same outputs
     torch.save({"hyper_parameters": RELEASED_HPARAMS, "state_dict": state}, tmp_path / "specformer.ckpt")
     again = load_specformer_checkpoint(tmp_path / "specformer.ckpt")
@@ -83,23 +83,27 @@ def test_mini_specformer_records_its_pretraining(tmp_path):
     import json
 
     import numpy as np
+    import pytest
 
-    from samesky.embed.models import MANIFEST, load_model, write_mini_model
+    from samesky.embed.models import MANIFEST, load_model, pretrain_mini_specformer, write_mini_model
     from samesky.registry import get_spec
 
     spec = get_spec("specformer", "base")
     flux = 2 + np.random.default_rng(0).normal(size=(40, 7781)).astype(np.float32)
     settings = {"dataset": "desi", "steps": 3, "batch_size": 8, "learning_rate": 1e-3, "mask_chunks": 6, "mask_width": 20}
-    write_mini_model(spec, tmp_path / "pre", seed=1, pretraining=settings, spectra=flux, spectra_source={"path": "x"})
     write_mini_model(spec, tmp_path / "random", seed=1)
+    pretrain_mini_specformer(tmp_path / "random", tmp_path / "pre", flux, settings, seed=1, source={"path": "x"})
     manifest = json.loads((tmp_path / "pre" / MANIFEST).read_text())
     assert manifest["weights"] == "mini-pretrained" and manifest["pretraining"]["n_spectra"] == 40
     assert manifest["pretraining"]["settings"] == settings and manifest["pretraining"]["source"] == {"path": "x"}
     assert json.loads((tmp_path / "random" / MANIFEST).read_text())["weights"] == "mini-random"
     pre, rand = (load_model(tmp_path / d).model.state_dict() for d in ("pre", "random"))
     assert not torch.equal(pre["data_embed.weight"], rand["data_embed.weight"])  # training moved the weights
-    import pytest
-    with pytest.raises(ValueError, match="only the mini Specformer is pre-trained"):
-        write_mini_model(get_spec("vit", "base"), tmp_path / "vit", seed=1, pretraining=settings, spectra=flux)
+    write_mini_model(get_spec("vit", "base"), tmp_path / "vit", seed=1)
+    with pytest.raises(ValueError, match="only a random mini Specformer is pre-trained here, not vit-base"):
+        pretrain_mini_specformer(tmp_path / "vit", tmp_path / "vit-pre", flux, settings, seed=1)
+    with pytest.raises(ValueError, match="only a random mini Specformer is pre-trained here"):  # not twice
+        pretrain_mini_specformer(tmp_path / "pre", tmp_path / "twice", flux, settings, seed=1)
     with pytest.raises(ValueError, match="at least batch_size = 8 spectra"):
-        write_mini_model(spec, tmp_path / "few", seed=1, pretraining=settings, spectra=flux[:4])
+        pretrain_mini_specformer(tmp_path / "random", tmp_path / "few", flux[:4], settings, seed=1)
+    assert not (tmp_path / "few").exists()  # nothing written on a refusal

@@ -29,6 +29,10 @@ def _ensure_test_config_ran(workdir):
 
 
 def _job_counts(output: str) -> dict:
+    """Jobs per rule of a (dry) run's "Job stats"; empty when there is nothing to be done."""
+    if "Job stats:" not in output:
+        assert "Nothing to be done" in output, output[-2000:]
+        return {}
     lines = output.split("Job stats:")[1].splitlines()[3:]
     counts = {}
     for line in lines:
@@ -49,16 +53,16 @@ def workdir(tmp_path_factory, repo):
 
 # 16 image model sizes on HSC + Specformer on DESI, each probed; then one job per analysis
 PROBE_JOBS = {"probe_sample": 1, "probe_regressions": 17, "probe_tables": 1, "probe_environment": 1,
-              "probe_brightness": 1, "probe_sky": 1, "embedding_structure": 1, "probe_residuals": 1, "probe_net_wins": 1}
+              "probe_brightness": 1, "probe_sky": 1, "probe_structure": 1, "probe_residuals": 1, "probe_net_wins": 1}
 
 
 def test_dry_run_of_the_embedded_default(workdir):
     counts = _job_counts(_snakemake(["-n"], workdir))
     # 16 image model sizes x 6 image sides (HSC in 4 pairs, JWST, Legacy) + Specformer x 2 spectrum sides
     assert counts == {"mini_universe": 1, "download_dataset": 5, "crossmatch": 4, "crossmatch_summary": 1,
-                      "crossmatch_truth_recovery": 1, "fetch_model": 17, "resample_spectra": 1, "embed": 98,
-                      "embedding_summary": 1, "align_pair": 4, "alignment_tables": 1, "size_curves": 4,
-                      "size_curve_figures": 1, **PROBE_JOBS, "all": 1}
+                      "crossmatch_truth_recovery": 1, "fetch_model": 17, "pretrain_mini_specformer": 1,
+                      "resample_spectra": 1, "embed": 98, "embedding_summary": 1, "align_pair": 4,
+                      "alignment_tables": 1, "size_curves": 4, "size_curve_summary": 1, **PROBE_JOBS, "all": 1}
 
 
 def test_dry_run_of_the_paper_preset(workdir):
@@ -69,7 +73,7 @@ def test_dry_run_of_the_paper_preset(workdir):
     probe_jobs = {**PROBE_JOBS, "probe_regressions": 20}
     assert counts == {"download_dataset": 6, "crossmatch": 5, "crossmatch_summary": 1, "fetch_model": 20,
                       "resample_spectra": 1, "embed": 98 + 20, "embedding_summary": 1, "align_pair": 4,
-                      "alignment_tables": 1, "size_curves": 4, "size_curve_figures": 1, **probe_jobs, "all": 1}
+                      "alignment_tables": 1, "size_curves": 4, "size_curve_summary": 1, **probe_jobs, "all": 1}
 
 
 def test_paper_preset_has_one_embedding_job_per_model_size_pair_and_side(workdir):
@@ -160,7 +164,8 @@ def test_end_to_end_on_a_small_mini_universe(workdir):
     assert (results / "figures" / "structure_umap_kmeans.pdf").stat().st_size > 0
     assert len(pd.read_csv(results / "tables" / "residual_outliers.csv")) > 0
     for rule_log in ["mini_universe.log", "crossmatch/desi_hsc.log", "download_dataset/hsc.log",
-                     "embed/desi_hsc/desi/specformer-base.log", "resample_spectra/sdss_hsc.log"]:
+                     "pretrain_mini_specformer/specformer-base.log", "embed/desi_hsc/desi/specformer-base.log",
+                     "resample_spectra/sdss_hsc.log"]:
         assert (results / "logs" / rule_log).stat().st_size > 0
     # a second run finds nothing to do
     assert "Nothing to be done" in _snakemake(["--cores", "2", "--configfile", "tests/config/test.yaml"], workdir)
@@ -169,7 +174,7 @@ def test_end_to_end_on_a_small_mini_universe(workdir):
 def test_a_single_figure_needs_only_its_own_jobs(workdir):
     counts = _job_counts(_snakemake(["-n", "results/figures/figure1_crossmodal.pdf"], workdir))
     assert counts["alignment_tables"] == 1 and counts["align_pair"] == 4
-    for unrelated in ("size_curves", "size_curve_figures", "crossmatch_truth_recovery", "embedding_summary",
+    for unrelated in ("size_curves", "size_curve_summary", "crossmatch_truth_recovery", "embedding_summary",
                       "crossmatch_summary", "all"):
         assert unrelated not in counts
     counts = _job_counts(_snakemake(["-n", "results/tables/table1_intramodal.csv"], workdir))
@@ -183,11 +188,76 @@ def test_a_single_figure_needs_only_its_own_jobs(workdir):
 def test_changing_the_compared_pairs_reruns_only_the_comparison_rules(workdir):
     _ensure_test_config_ran(workdir)
     other = workdir / "compare_other.yaml"
-    other.write_text("probes:\n  compare:\n    - [desi/specformer-base, hsc/vit-base]\n")
+    other.write_text("probes:\n  compare:\n"
+                     "    - [{survey: desi, model: specformer-base}, {survey: hsc, model: vit-base}]\n")
     counts = _job_counts(_snakemake(["-n", "--configfile", "tests/config/test.yaml", str(other)], workdir))
     assert counts["probe_tables"] == 1 and counts["probe_net_wins"] == 1
-    for untouched in ("probe_sample", "probe_regressions", "probe_environment", "embedding_structure", "align_pair"):
+    for untouched in ("probe_sample", "probe_regressions", "probe_environment", "probe_structure", "align_pair"):
         assert untouched not in counts, untouched
+
+
+def _readme_commands(repo) -> list[list[str]]:
+    """Every snakemake command the README shows, in code blocks or inline, without comments and pipes."""
+    import shlex
+
+    text = (repo / "README.md").read_text()
+    lines = [ln for block in re.findall(r"```bash\n(.*?)```", text, re.S) for ln in block.splitlines()]
+    lines += re.findall(r"`(snakemake [^`]*)`", text)
+    commands = [ln.split("#", 1)[0].split("|", 1)[0].strip() for ln in lines]
+    return [shlex.split(c)[1:] for c in dict.fromkeys(commands) if c.startswith("snakemake") and "..." not in c]
+
+
+def _rebuild_table(repo) -> dict:
+    """The README's rebuild table: each target file (braces expanded) -> the rule it names."""
+    text = (repo / "README.md").read_text()
+    section = text.split("## Rebuilding one figure or table", 1)[1].split("```", 1)[0]
+    targets = {}
+    for row in re.findall(r"^\| (`results/.*)$", section, re.M):
+        cells = [c.strip() for c in row.split("|")]
+        rule = cells[-2].strip("`")
+        folder = None
+        for path in re.findall(r"`([^`]+)`", cells[0]):
+            if "/" not in path:  # a file in the previous path's folder
+                path = f"{folder}/{path}"
+            folder = path.rsplit("/", 1)[0]
+            m = re.match(r"(.*)\{(.*)\}(.*)", path)
+            for option in (m.group(2).split(",") if m else [""]):
+                targets[f"{m.group(1)}{option}{m.group(3)}" if m else path] = rule
+    return targets
+
+
+@pytest.mark.workflow
+def test_every_command_the_readme_shows_runs_what_it_says(workdir, repo):
+    """Each README command, dry-run: a target runs its own rule and not `all` (a target after a
+    multi-valued option such as --forcerun or --configfile would be swallowed), --forcerun reruns only the
+    forced rule, and every row of the rebuild table names the rule that makes its files."""
+    _ensure_test_config_ran(workdir)
+    rebuild = _rebuild_table(repo)
+    assert len(rebuild) >= 30 and set(rebuild.values()) >= {"alignment_tables", "probe_tables", "probe_structure"}
+    commands = _readme_commands(repo)
+    assert len(commands) >= 10
+    for args in commands:
+        if "--report" in args:
+            continue  # builds the report from finished results: test_report_is_built_with_every_figure_and_table
+        if {"--summary", "--list-rules", "--rulegraph", "--dag"} & set(args):  # they run nothing
+            _snakemake(args, workdir)
+            continue
+        config = [] if "--configfile" in args else ["--configfile", "tests/config/test.yaml"]
+        targets = [a for a in args if a.startswith("results/")]
+        if "--forcerun" in args:  # on the finished test run: only the forced rule reruns
+            forced = args[args.index("--forcerun") + 1]
+            assert _job_counts(_snakemake(args + config + ["-n"], workdir)) == {forced: 1}, args
+        elif targets:  # from scratch (-F): the target's own rule and what it needs, never `all`
+            counts = _job_counts(_snakemake(args + config + ["-n", "-F"], workdir))
+            rule = rebuild[targets[0].replace("results/paper/", "results/")]
+            assert rule in counts and "all" not in counts, (args, counts)
+        else:
+            _snakemake(args + config + (["-n"] if "-n" not in args else []), workdir)
+    # the rebuild table against Snakemake's own account of which rule writes each file
+    summary = _snakemake(["--summary", "--configfile", "tests/config/test.yaml"], workdir)
+    writer = dict(line.split("\t")[0:3:2] for line in summary.splitlines() if line.startswith("results/"))
+    for target, rule in rebuild.items():
+        assert writer.get(target) == rule, (target, rule, writer.get(target))
 
 
 PROVENANCE = {  # each table's record, and the datasets and models it rests on
@@ -245,7 +315,7 @@ def test_report_is_built_with_every_figure_and_table(workdir):
                  "probe_r2_test.csv", "probe_r2_oof.csv", "probe_bootstrap.csv", "probe_environment.pdf",
                  "structure_umap_kmeans.pdf", "residuals.pdf", "residual_net_wins.pdf"):
         assert name in html, name
-    assert "Seed 000, Figure 1" in html
+    assert "The Platonic Universe, Figure 1" in html
 
 
 def _write_astroclip_files(root, n_groups=10, per_group=12, seed=0):
@@ -335,7 +405,7 @@ def test_killed_run_resumes_to_the_same_tables_as_an_uninterrupted_one(workdir, 
     assert len(finished) < 20, "killed before every embedding was written"
     assert any(not (other / "results" / "embeddings" / p).exists() for p in started), "killed inside a job"
     for path in finished:  # whatever exists is complete: it reads back whole
-        from samesky.embed.run import read_embeddings
+        from samesky.io import read_embeddings
 
         ids, emb, meta = read_embeddings(path)
         assert len(ids) == meta["data"]["n_objects"]

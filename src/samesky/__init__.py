@@ -1,6 +1,7 @@
 """samesky: do foundation models see the same sky?
 
-The importable logic of the workflow; ``workflow/scripts/`` are thin adapters around it.
+All the workflow's logic: every Snakemake rule runs one step of ``samesky.steps`` (named after the rule),
+which calls the library modules beside it.
 """
 
 __version__ = "0.1.0"

@@ -1,16 +1,57 @@
-"""Config checks that a JSON schema cannot express: names that refer to other entries.
+"""Config checks that a JSON schema cannot express, and the readers of the config's structured values.
 
-The schema (workflow/schemas/config.schema.yaml) checks keys, types and ranges; this checks that every
-name a pair or model uses exists. Each error names the config key at fault.
+The schema (workflow/schemas/config.schema.yaml) checks keys, types and ranges and fills in defaults;
+``check_config`` then checks that every name a pair, model or probe uses exists and fits. Each error
+names the config key at fault. The small readers below (a pair's surveys and datasets, an embedding
+reference) are the only places those config values are interpreted, for the workflow and the checks.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
 
 from .errors import ConfigError
-from .registry import check_models, get_spec
+from .registry import check_models, spec_by_name
 from .surveys import modality_of
+
+PARENT_KINDS = ("image", "spectrum")  # datasets of one survey, which a pair crossmatches
+CROSSMATCHED_KEYS = ("reference_dataset", "other_dataset")
+PAIRED_KEYS = ("dataset", "reference_survey", "other_survey")
+
+
+@dataclass(frozen=True)
+class EmbeddingRef:
+    """One embedding of a pair: a side (by survey) and a model size, e.g. desi / specformer-base."""
+
+    survey: str
+    model: str
+
+    @classmethod
+    def of(cls, entry) -> EmbeddingRef:
+        """From a config entry ``{survey: ..., model: ...}``."""
+        return cls(entry["survey"], entry["model"])
+
+    @property
+    def label(self) -> str:
+        """'survey/model', as tables and figures name it (and as its file lies under the pair's folder)."""
+        return f"{self.survey}/{self.model}"
+
+
+def is_paired_upstream(pair) -> bool:
+    """True for a pair downloaded already paired (``dataset``), False for one crossmatched here."""
+    return "dataset" in pair
+
+
+def pair_datasets(pair) -> list[str]:
+    """The datasets a pair is made from: its paired dataset, or its two parent datasets."""
+    return [pair["dataset"]] if is_paired_upstream(pair) else [pair["reference_dataset"], pair["other_dataset"]]
+
+
+def pair_surveys(pair, datasets: dict) -> tuple[str, str]:
+    """The survey names of a pair's reference and other side (the column prefixes of its dataset)."""
+    if is_paired_upstream(pair):
+        return pair["reference_survey"], pair["other_survey"]
+    return datasets[pair["reference_dataset"]]["survey"], datasets[pair["other_dataset"]]["survey"]
 
 
 def _unique(entries: list[dict], key: str) -> dict:
@@ -25,108 +66,144 @@ def _unique(entries: list[dict], key: str) -> dict:
 def check_config(config: dict) -> None:
     datasets = _unique(config["datasets"], "datasets")
     _unique(config["pairs"], "pairs")
+    _check_datasets(config)
+    _check_pairs(config["pairs"], datasets)
+    check_models(config["models"])
+    pair_names = {p["name"] for p in config["pairs"]}
+    for i, m in enumerate(config["models"]):
+        for j, name in enumerate(m["only_pairs"] or []):
+            if name not in pair_names:
+                raise ConfigError(f"config key models[{i}].only_pairs[{j}]: unknown pair '{name}'; "
+                                  f"known: {sorted(pair_names)}")
+    model_names = {f"{m['family']}-{size}" for m in config["models"] for size in m["sizes"]}
+    alignment = config.get("alignment")
+    aligned = {p["name"] for p in config["pairs"] if p["align"]}
+    if alignment:
+        curves = alignment.get("size_curves")
+        if curves and curves["decomposition_model"] not in model_names:
+            raise ConfigError(f"config key alignment.size_curves.decomposition_model: "
+                              f"'{curves['decomposition_model']}' is not among the configured models "
+                              f"{sorted(model_names)}")
+        if aligned and alignment["hsc_pair"] not in aligned:
+            raise ConfigError(f"config key alignment.hsc_pair: '{alignment['hsc_pair']}' is not a pair of the "
+                              f"alignment {sorted(aligned)}")
+    if config.get("probes"):
+        _check_probes(config["probes"], config, model_names)
+    _check_pretraining(config, datasets)
+
+
+def _check_datasets(config: dict) -> None:
     mini_surveys = (config.get("mini_universe") or {}).get("surveys", {})
     for i, d in enumerate(config["datasets"]):
         key = f"config key datasets[{i}]"
+        parent = d["kind"] in PARENT_KINDS
+        if parent and "survey" not in d:
+            raise ConfigError(f"{key}.survey: an {d['kind']} dataset names its survey (the prefix of its columns "
+                              f"in a pair)")
+        if not parent and "survey" in d:
+            raise ConfigError(f"{key}.survey: a {d['kind']} dataset has no survey of its own"
+                              + ("; its pair names the survey of each side (reference_survey, other_survey)"
+                                 if d["kind"] == "paired" else ""))
         if d["source"] == "mini":
             if "mini_universe" not in config:
                 raise ConfigError(f"{key}.source: 'mini' needs a 'mini_universe' section")
+            if not parent:
+                raise ConfigError(f"{key}.kind: the mini universe makes image and spectrum datasets, not '{d['kind']}'")
             if d["survey"] not in mini_surveys:
-                raise ConfigError(f"{key}.survey: '{d['survey']}' is not a survey of mini_universe.surveys {sorted(mini_surveys)}")
-            if mini_surveys[d["survey"]]["kind"] != d["modality"]:
-                raise ConfigError(f"{key}.modality: '{d['modality']}' but mini survey '{d['survey']}' is of kind "
+                raise ConfigError(f"{key}.survey: '{d['survey']}' is not a survey of mini_universe.surveys "
+                                  f"{sorted(mini_surveys)}")
+            if mini_surveys[d["survey"]]["kind"] != d["kind"]:
+                raise ConfigError(f"{key}.kind: '{d['kind']}' but mini survey '{d['survey']}' is of kind "
                                   f"'{mini_surveys[d['survey']]['kind']}'")
-        elif d.get("format", "hub") == "astroclip_h5":
-            if d["modality"] != "pair":
-                raise ConfigError(f"{key}.modality: AstroCLIP's file (format astroclip_h5) is a 'pair' of images and spectra")
-        elif not Path(d["source"]).exists() and not d.get("revision"):
-            raise ConfigError(f"{key}.revision: Hub dataset '{d['source']}' needs a pinned revision")
-    for i, p in enumerate(config["pairs"]):
+        elif d["format"] == "astroclip_h5":
+            if d["kind"] != "paired":
+                raise ConfigError(f"{key}.kind: AstroCLIP's file (format astroclip_h5) holds paired images and spectra")
+        else:
+            from pathlib import Path
+
+            if not Path(d["source"]).exists() and not d["revision"]:
+                raise ConfigError(f"{key}.revision: Hub dataset '{d['source']}' needs a pinned revision")
+
+
+def _check_pairs(pairs: list[dict], datasets: dict) -> None:
+    for i, p in enumerate(pairs):
         key = f"config key pairs[{i}]"
-        if "dataset" in p:
+        crossmatched = [k for k in CROSSMATCHED_KEYS if k in p]
+        paired = [k for k in PAIRED_KEYS if k in p]
+        if not ((crossmatched == list(CROSSMATCHED_KEYS) and not paired)
+                or (paired == list(PAIRED_KEYS) and not crossmatched)):
+            raise ConfigError(f"{key}: give either {' and '.join(CROSSMATCHED_KEYS)} (crossmatched here) or "
+                              f"{', '.join(PAIRED_KEYS[:-1])} and {PAIRED_KEYS[-1]} (paired upstream); has "
+                              f"{crossmatched + paired}")
+        if paired:
             if p["dataset"] not in datasets:
                 raise ConfigError(f"{key}.dataset: unknown dataset '{p['dataset']}'; known: {sorted(datasets)}")
-            if datasets[p["dataset"]]["modality"] != "pair":
-                raise ConfigError(f"{key}.dataset: '{p['dataset']}' is not a pre-crossmatched (modality 'pair') dataset")
+            if datasets[p["dataset"]]["kind"] != "paired":
+                raise ConfigError(f"{key}.dataset: '{p['dataset']}' is not a dataset of kind 'paired'")
+            if p["reference_survey"] == p["other_survey"]:
+                raise ConfigError(f"{key}: reference_survey and other_survey are the same survey '{p['other_survey']}'")
             continue
-        if "rename" in p:
-            raise ConfigError(f"{key}.rename: only a pre-crossmatched pair ('dataset:') can rename columns")
-        for side in ("reference", "other"):
+        if p["rename"]:
+            raise ConfigError(f"{key}.rename: only a pair paired upstream ('dataset') can rename columns")
+        for side in CROSSMATCHED_KEYS:
             name = p[side]
             if name not in datasets:
                 raise ConfigError(f"{key}.{side}: unknown dataset '{name}'; known: {sorted(datasets)}")
-            if datasets[name]["modality"] in ("pair", "catalogue"):
-                raise ConfigError(f"{key}.{side}: '{name}' is a {datasets[name]['modality']}; crossmatch parent "
+            if datasets[name]["kind"] not in PARENT_KINDS:
+                raise ConfigError(f"{key}.{side}: '{name}' is a {datasets[name]['kind']} dataset; crossmatch parent "
                                   f"image or spectrum datasets")
-        if datasets[p["reference"]]["survey"] == datasets[p["other"]]["survey"]:
-            raise ConfigError(f"{key}: reference and other are the same survey '{datasets[p['other']]['survey']}'")
-    check_models(config.get("models", []))
-    pair_names = {p["name"] for p in config["pairs"]}
-    for i, m in enumerate(config.get("models", [])):
-        for j, name in enumerate(m.get("pairs", [])):
-            if name not in pair_names:
-                raise ConfigError(f"config key models[{i}].pairs[{j}]: unknown pair '{name}'; known: {sorted(pair_names)}")
-    curves = config.get("alignment", {}).get("size_curves", {})
-    model_names = {f"{m['family']}-{size}" for m in config.get("models", []) for size in m["sizes"]}
-    if curves and curves["decomposition_model"] not in model_names:
-        raise ConfigError(f"config key alignment.size_curves.decomposition_model: '{curves['decomposition_model']}' "
-                          f"is not among the configured models {sorted(model_names)}")
-    hsc_pair = config.get("alignment", {}).get("hsc_pair")
-    aligned = {p["name"] for p in config["pairs"] if p.get("align", True)}
-    if hsc_pair is not None and aligned and hsc_pair not in aligned:
-        raise ConfigError(f"config key alignment.hsc_pair: '{hsc_pair}' is not a pair of the alignment {sorted(aligned)}")
-    probes = config.get("probes")
-    if probes:
-        _check_probes(probes, config, model_names)
-    _check_pretraining(config, datasets, mini_surveys)
+        ref, other = pair_surveys(p, datasets)
+        if ref == other:
+            raise ConfigError(f"{key}: reference and other dataset are the same survey '{other}'")
 
 
-def _check_pretraining(config: dict, datasets: dict, mini_surveys: dict) -> None:
+def _check_pretraining(config: dict, datasets: dict) -> None:
     """The mini Specformer's pre-training set must be a configured spectrum dataset on the DESI grid."""
     pre = config.get("mini_specformer_pretraining")
-    uses = config["model_weights"] == "mini" and any(m["family"] == "specformer" for m in config.get("models", []))
+    uses = config["model_weights"] == "mini" and any(m["family"] == "specformer" for m in config["models"])
     if not (pre and pre["steps"] > 0 and uses):
         return
     key, name = "config key mini_specformer_pretraining.dataset", pre["dataset"]
-    if name not in datasets or datasets[name]["modality"] != "spectrum":
-        spectra = sorted(n for n, d in datasets.items() if d["modality"] == "spectrum")
+    if name not in datasets or datasets[name]["kind"] != "spectrum":
+        spectra = sorted(n for n, d in datasets.items() if d["kind"] == "spectrum")
         raise ConfigError(f"{key}: '{name}' is not a spectrum dataset of `datasets` {spectra}")
     d = datasets[name]
-    if d["source"] == "mini" and mini_surveys[d["survey"]].get("grid") != "desi":
+    mini_surveys = config["mini_universe"]["surveys"] if d["source"] == "mini" else {}
+    if d["source"] == "mini" and mini_surveys[d["survey"]]["grid"] != "desi":
         raise ConfigError(f"{key}: '{name}' is not on the DESI grid Specformer reads (mini survey "
-                          f"'{d['survey']}' has grid '{mini_surveys[d['survey']].get('grid')}')")
-
-
-def surveys_of_pair(pair: dict, datasets: dict) -> tuple[str, str]:
-    """The survey names of a pair's reference and other side (the column prefixes of its dataset)."""
-    if "dataset" in pair:
-        return pair["reference"], pair["other"]
-    return datasets[pair["reference"]]["survey"], datasets[pair["other"]]["survey"]
+                          f"'{d['survey']}' has grid '{mini_surveys[d['survey']]['grid']}')")
 
 
 def _check_probes(probes: dict, config: dict, model_names: set) -> None:
     pair = next((p for p in config["pairs"] if p["name"] == probes["pair"]), None)
     if pair is None:
         raise ConfigError(f"config key probes.pair: unknown pair '{probes['pair']}'")
-    sides = surveys_of_pair(pair, {d["name"]: d for d in config["datasets"]})
-    names = [("compare", i, e) for i, ab in enumerate(probes["compare"]) for e in ab]
-    names += [(key, i, e) for key in ("structure_models", "robustness_models") for i, e in enumerate(probes[key])]
-    for key, i, entry in names:
-        survey, _, model = entry.partition("/")
-        if survey not in sides or model not in model_names:
-            raise ConfigError(f"config key probes.{key}[{i}]: '{entry}' is not '<survey>/<family>-<size>' with a "
-                              f"survey of pair {probes['pair']} {list(sides)} and a configured model")
-        spec = get_spec(*model.split("-", 1))
-        allowed = next((m.get("pairs") for m in config["models"] if m["family"] == spec.family
-                        and spec.size in m["sizes"]), None)
-        if spec.modality != modality_of(survey) or not spec.reads_survey(survey) or (allowed and pair["name"] not in allowed):
-            raise ConfigError(f"config key probes.{key}[{i}]: '{entry}': model {model} does not embed {survey} data "
-                              f"of pair {pair['name']}")
-    source = probes["catalogue"]
-    if source.startswith("dataset:"):
-        datasets = {d["name"]: d for d in config["datasets"]}
-        name = source.removeprefix("dataset:")
-        if name not in datasets or datasets[name]["modality"] != "catalogue":
-            raise ConfigError(f"config key probes.catalogue: '{source}' does not name a dataset of modality "
-                              f"'catalogue'; those are {sorted(n for n, d in datasets.items() if d['modality'] == 'catalogue')}")
-
+    datasets = {d["name"]: d for d in config["datasets"]}
+    sides = pair_surveys(pair, datasets)
+    entries = [(f"compare[{i}][{j}]", e) for i, ab in enumerate(probes["compare"]) for j, e in enumerate(ab)]
+    for key in ("structure_models", "robustness_models"):
+        entries += [(f"{key}[{i}]", e) for i, e in enumerate(probes[key])]
+    for key, entry in entries:
+        ref = EmbeddingRef.of(entry)
+        if ref.survey not in sides or ref.model not in model_names:
+            raise ConfigError(f"config key probes.{key}: {ref.label} is not a side of pair {probes['pair']} "
+                              f"{list(sides)} with a configured model")
+        spec = spec_by_name(ref.model)
+        only = next(m["only_pairs"] for m in config["models"] if m["family"] == spec.family and spec.size in m["sizes"])
+        reads = spec.modality == modality_of(ref.survey) and spec.reads_survey(ref.survey)
+        if not reads or (only and pair["name"] not in only):
+            raise ConfigError(f"config key probes.{key}: {ref.label}: model {ref.model} does not embed "
+                              f"{ref.survey} data of pair {pair['name']}")
+    catalogue = probes["catalogue"]
+    needs = {"mini_universe": set(), "dataset": {"dataset"}, "file": {"path"}}[catalogue["source"]]
+    given = set(catalogue) - {"source"}
+    if given != needs:
+        raise ConfigError(f"config key probes.catalogue: source '{catalogue['source']}' takes "
+                          f"{sorted(needs) or 'no other key'}; has {sorted(given)}")
+    if catalogue["source"] == "dataset":
+        name = catalogue["dataset"]
+        if name not in datasets or datasets[name]["kind"] != "catalogue":
+            raise ConfigError(f"config key probes.catalogue.dataset: '{name}' is not a dataset of kind 'catalogue'; "
+                              f"those are {sorted(n for n, d in datasets.items() if d['kind'] == 'catalogue')}")
+    if catalogue["source"] == "mini_universe" and "mini_universe" not in config:
+        raise ConfigError("config key probes.catalogue: source 'mini_universe' needs a 'mini_universe' section")

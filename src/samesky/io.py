@@ -1,7 +1,8 @@
-"""Atomic writes and dataset I/O.
+"""Atomic writes and the workflow's file formats: saved datasets, embeddings files, tables, figures.
 
 Every output of the workflow is written next to its final path under a temporary name and moved into
-place only once complete, so an interrupted job never leaves a file that looks finished.
+place only once complete, so an interrupted job never leaves a file that looks finished. Nothing here
+imports torch: reading an embeddings file is a Parquet read.
 """
 
 from __future__ import annotations
@@ -102,15 +103,39 @@ def _json_default(obj):
     raise TypeError(f"cannot write {type(obj).__name__} as JSON")
 
 
-def setup_logging(log_file: str | os.PathLike | None = None, level: int = logging.INFO) -> None:
-    """Send the package's log records to the rule's ``log:`` file and to stderr."""
-    handlers: list[logging.Handler] = [logging.StreamHandler()]
-    if log_file:
-        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, mode="w"))
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        handlers=handlers,
-        force=True,
-    )
+def write_embeddings(path: str | os.PathLike, ids, emb, extra=None, metadata: dict | None = None) -> None:
+    """Parquet: ``object_id``, ``embedding`` (fixed-size float32 list), any per-object extras (a pandas
+    frame with ``object_id``); ``metadata`` (the job's record) goes into the file's schema metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if len(ids) != len(set(ids)):
+        raise ValueError(f"{path}: duplicate object ids among the embeddings")
+    dim = int(emb.shape[1]) if emb.ndim == 2 and len(emb) else 0
+    columns = {"object_id": pa.array(list(ids), pa.string()),
+               "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1), pa.float32()), dim)}
+    if extra is not None:
+        for col in extra.columns:
+            if col != "object_id":
+                columns[col] = pa.array(extra[col].to_numpy())
+    table = pa.table(columns).replace_schema_metadata({"samesky": json.dumps(metadata or {}, sort_keys=True, default=str)})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_embeddings(path: str | os.PathLike):
+    """(object ids, float32 (N, D) array, metadata) of an embeddings file."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:  # truncated or not parquet
+        raise OSError(f"could not read the embeddings at {path}: {exc}; rerun the rule that makes it") from exc
+    ids = np.asarray(table.column("object_id").to_pylist(), dtype=object)
+    col = table.column("embedding").combine_chunks()
+    dim = col.type.list_size
+    emb = col.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32)
+    meta = json.loads((table.schema.metadata or {}).get(b"samesky", b"{}"))
+    return ids, emb, meta

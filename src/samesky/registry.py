@@ -1,4 +1,4 @@
-"""The model families and sizes of the study (seed 000, Table 3; STUDY.md section 2).
+"""The model families and sizes of the study (the Platonic Universe, Table 3; docs/study.md section 2).
 
 Each entry holds the facts the embedding stage needs: the Hub id (and AstroPT's subfolder), the revision,
 the parameter count, the input the model takes, and how the embedding is pooled from its output. The
@@ -11,7 +11,7 @@ pooling is the one the paper's code (UniverseTBD/platonic-universe, dd67bf6) use
 - AstroPT: ``generate_embeddings``: mean over tokens of the middle block's output;
 - Specformer: mean over tokens of the final layer-normed output, the statistics token excluded
   (platonic-universe; AstroCLIP's probe code includes it: ``specformer_pooling`` selects);
-- AstroCLIP (seed 001): the aligned image and spectrum encoders' cross-attention head output, and the
+- AstroCLIP (the AstroCLIP benchmark): the aligned image and spectrum encoders' cross-attention head output, and the
   unaligned AstroDINO's normed class token, all from the one released checkpoint (embed/astroclip.py).
   They read only the data they were trained on (``reads``): Legacy Survey g, r, z images, DESI spectra.
 
@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from .errors import ConfigError
 
 # Revisions: no commit SHA could be looked up offline, so the Hub revisions are the default branch; the
-# download rule resolves each to its commit and records it in results/models/<family>/<size>/provenance.json.
+# download resolves each to its commit and records it in the model's manifest
+# (resources/models/<family>-<size>/samesky_model.json).
 HUB_REVISION = "main"
 
 
@@ -35,7 +36,7 @@ class ModelSpec:
     family: str
     size: str
     hub_id: str
-    params_m: float  # parameters, millions (seed 000, Table 3)
+    params_m: float  # parameters, millions (Platonic Universe, Table 3)
     modality: str  # image | spectrum
     pooling: str
     input_size: int  # pixels on a side for images (the processor resizes), or spectrum pixels
@@ -111,6 +112,12 @@ def get_spec(family: str, size: str) -> ModelSpec:
         return REGISTRY[(family, size)]
     except KeyError:
         raise ConfigError(f"unknown model {family}-{size}; known: {sorted(f'{f}-{s}' for f, s in REGISTRY)}") from None
+
+
+def spec_by_name(name: str) -> ModelSpec:
+    """The spec of a model size named '<family>-<size>' (``ModelSpec.name``), e.g. 'dinov2-giant'."""
+    family, _, size = name.partition("-")
+    return get_spec(family, size)
 
 
 def check_models(models: list[dict]) -> None:

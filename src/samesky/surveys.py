@@ -1,7 +1,7 @@
 """Facts about the surveys of the study: bands, wavelength grids, flux units.
 
 Sources: the Multimodal Universe dataset builders (band names, pixel scales, cutout sizes) and
-STUDY.md section 1 (DESI and SDSS grids).
+docs/study.md section 1 (DESI and SDSS grids).
 """
 
 from __future__ import annotations

@@ -1,19 +1,19 @@
 # Alignment: per pair, every crossmodal (other survey vs HSC) and intramodal (adjacent sizes) mutual
-# k-NN score with its permutation null and CKA; then the paper's Tables 1-2, trend tests and Figure 1.
+# k-NN score with its permutation null and CKA; then the Platonic Universe's Tables 1-2, trend tests and
+# Figure 1, and the dataset-size curves of Plato's Cave.
 
 
 rule align_pair:
     input:
-        embeddings=lambda wildcards: [f["path"] for f in pair_embedding_files(wildcards.pair)],
-        provenance=lambda wildcards: [provenance_of(f["path"]) for f in pair_embedding_files(wildcards.pair)],
+        unpack(pair_embeddings),
     output:
         scores=f"{RESULTS}/alignment/{{pair}}/scores.csv",
         provenance=f"{RESULTS}/alignment/{{pair}}/provenance.json",
     params:
-        files=lambda wildcards: pair_embedding_files(wildcards.pair),
-        surveys=lambda wildcards: pair_surveys(wildcards.pair),
-        alignment=config["alignment"],
-        seed=config["seed"],
+        config=step_config("align_pair"),
+        pair="{pair}",
+        surveys=pair_sides,
+        files=pair_files,
     log:
         f"{RESULTS}/logs/align_pair/{{pair}}.log",
     benchmark:
@@ -25,7 +25,7 @@ rule align_pair:
     conda:
         "../../envs/cpu.yaml"
     script:
-        "../scripts/align_pair.py"
+        "../scripts/step.py"
 
 
 rule alignment_tables:
@@ -48,13 +48,14 @@ rule alignment_tables:
         ),
         provenance=f"{RESULTS}/tables/alignment_tables.provenance.json",
     params:
-        alignment=config["alignment"],
+        config=step_config("alignment_tables"),
+        captions={name: caption_file(name) for name in ("table1", "table2", "cka")},
     log:
         f"{RESULTS}/logs/alignment_tables.log",
     conda:
         "../../envs/cpu.yaml"
     script:
-        "../scripts/alignment_tables.py"
+        "../scripts/step.py"
 
 
 rule size_curves:
@@ -64,9 +65,10 @@ rule size_curves:
         table=f"{RESULTS}/alignment/{{pair}}/size_curves.csv",
         provenance=f"{RESULTS}/alignment/{{pair}}/size_curves.provenance.json",
     params:
-        files=lambda wildcards: pair_embedding_files(wildcards.pair),
-        surveys=lambda wildcards: pair_surveys(wildcards.pair),
-        alignment=config["alignment"],
+        config=step_config("size_curves"),
+        pair="{pair}",
+        surveys=pair_sides,
+        files=pair_files,
     log:
         f"{RESULTS}/logs/size_curves/{{pair}}.log",
     benchmark:
@@ -78,10 +80,10 @@ rule size_curves:
     conda:
         "../../envs/cpu.yaml"
     script:
-        "../scripts/size_curves.py"
+        "../scripts/step.py"
 
 
-rule size_curve_figures:
+rule size_curve_summary:
     input:
         tables=expand(f"{RESULTS}/alignment/{{pair}}/size_curves.csv", pair=ALIGNED_PAIRS),
         provenance=expand(f"{RESULTS}/alignment/{{pair}}/size_curves.provenance.json", pair=ALIGNED_PAIRS),
@@ -95,10 +97,10 @@ rule size_curve_figures:
         ),
         provenance=f"{RESULTS}/tables/size_curves.provenance.json",
     params:
-        model=config["alignment"]["size_curves"]["decomposition_model"],
+        config=step_config("size_curve_summary"),
     log:
-        f"{RESULTS}/logs/size_curve_figures.log",
+        f"{RESULTS}/logs/size_curve_summary.log",
     conda:
         "../../envs/cpu.yaml"
     script:
-        "../scripts/size_curve_figures.py"
+        "../scripts/step.py"

@@ -1,100 +1,49 @@
 # Config validation and the helpers every stage uses. Validation runs when the workflow is parsed, so a
-# bad config stops `snakemake` (and `snakemake -n`) before any job starts.
+# bad config stops `snakemake` (and `snakemake -n`) before any job starts. The schema fills in every
+# default; the helpers below are the input functions and params of the rules, named for what they give.
 
 import os
-import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # the package, whether pip-installed or not
-
-from samesky.config import check_config, surveys_of_pair
-from samesky.registry import get_spec
+from samesky.config import EmbeddingRef, check_config, pair_datasets, pair_surveys
+from samesky.registry import spec_by_name
+from samesky.steps import STEPS
 from samesky.surveys import modality_of
 
 validate(config, "../schemas/config.schema.yaml")
 check_config(config)
 
+RESULTS = config["results"]  # computed results; one folder per preset, so presets never overwrite each other
+RESOURCES = config["resources"]  # inputs: the mini universe, datasets as loaded, model weights
+MINI_HUB = f"{RESOURCES}/mini_universe/hub"
+REPORT = Path(workflow.basedir) / "workflow" / "report"  # the captions (one .rst per figure or table)
 DATASETS = {d["name"]: d for d in config["datasets"]}
 PAIRS = {p["name"]: p for p in config["pairs"]}
-ALIGNED_PAIRS = [name for name, p in PAIRS.items() if p.get("align", True)]  # the rest are for probes only
-RESULTS = config.get("results", "results")  # one folder per preset, so presets never overwrite each other
-MINI_HUB = f"{RESULTS}/mini_universe/hub"
-MODELS = {f"{m['family']}-{size}": get_spec(m["family"], size) for m in config["models"] for size in m["sizes"]}
-MODEL_PAIRS = {f"{m['family']}-{size}": m.get("pairs") for m in config["models"] for size in m["sizes"]}
+ALIGNED_PAIRS = [name for name, p in PAIRS.items() if p["align"]]  # the rest are for probes only
+MODEL_ENTRIES = {f"{m['family']}-{size}": m for m in config["models"] for size in m["sizes"]}  # by model name
+MODELS = {name: spec_by_name(name) for name in MODEL_ENTRIES}
+ONLY_PAIRS = {name: m["only_pairs"] for name, m in MODEL_ENTRIES.items()}  # None: every pair it reads
 RESAMPLED_SURVEYS = ("sdss",)  # spectra that Specformer sees only after resampling onto the DESI grid
 
 
-def dataset_source(name):
-    """Where a dataset is downloaded from (a Hub id, a local folder, or the mini universe)."""
-    d = DATASETS[name]
-    return f"{MINI_HUB}/{d['survey']}" if d["source"] == "mini" else d["source"]
+def step_config(rule):
+    """The config keys the rule's step declares it reads (samesky.steps): its params, so a job reruns when
+    one of them changes and not when another key does."""
+    out = {}
+    for key in STEPS[rule].reads:
+        *parents, last = key.split(".")
+        source, target = config, out
+        for part in parents:
+            source, target = source[part], target.setdefault(part, {})
+        target[last] = source[last]
+    return out
 
 
-def download_inputs(wildcards):
-    # only the mini universe is made here; Hub ids and local folders are read as they are
-    return [MINI_HUB] if DATASETS[wildcards.dataset]["source"] == "mini" else []
-
-
-def pretraining_of(model):
-    """The mini Specformer's pre-training settings, or None where the model is used as initialised/released."""
-    pre = config.get("mini_specformer_pretraining")
-    if config["model_weights"] != "mini" or MODELS[model].family != "specformer" or not pre or pre["steps"] == 0:
-        return None
-    return pre
-
-
-def fetch_model_inputs(wildcards):
-    pre = pretraining_of(wildcards.model)
-    if pre is None:
-        return {}
-    return {"spectra": f"{RESULTS}/data/{pre['dataset']}", "provenance": f"{RESULTS}/data/{pre['dataset']}.provenance.json"}
-
-
-def pair_inputs(wildcards):
-    p = PAIRS[wildcards.pair]
-    names = [p["dataset"]] if "dataset" in p else [p["reference"], p["other"]]
-    return {name: f"{RESULTS}/data/{name}" for name in names}
-
-
-def pair_surveys(pair):
-    """The survey names of a pair's reference and other side (the column prefixes of its dataset)."""
-    return surveys_of_pair(PAIRS[pair], DATASETS)
-
-
-def embedding_jobs(pair=None):
-    """(pair, survey, model) for every side of every pair and every model size that reads its data."""
-    return [
-        (p, survey, name)
-        for p in ([pair] if pair else PAIRS)
-        for survey in pair_surveys(p)
-        for name, spec in MODELS.items()
-        if spec.modality == modality_of(survey) and spec.reads_survey(survey)
-        and (MODEL_PAIRS[name] is None or p in MODEL_PAIRS[name])
-    ]
-
-
-def specformer_pooling_of(pair):
-    """The pair's own Specformer pooling, else the embedding section's (seed 000 and seed 001 differ)."""
-    return PAIRS[pair].get("specformer_pooling", config["embedding"].get("specformer_pooling", "exclude_stats"))
-
-
-def embedding_path(pair, survey, model):
-    return f"{RESULTS}/embeddings/{pair}/{survey}/{model}.parquet"
-
-
-def embedding_targets():
-    return [embedding_path(*job) for job in embedding_jobs()]
-
-
-def pair_embedding_files(pair):
-    """What the alignment of one pair reads: each embeddings file with its survey and model facts."""
-    return [
-        {"survey": survey, "family": MODELS[model].family, "size": MODELS[model].size,
-         "params_m": MODELS[model].params_m, "path": embedding_path(pair, survey, model)}
-        for pair_, survey, model in embedding_jobs(pair)
-    ]
+def caption_file(name):
+    """A figure's or table's caption (the report's, and the Markdown and LaTeX tables')."""
+    return str(REPORT / f"{name}.rst")
 
 
 def provenance_of(path):
@@ -106,10 +55,179 @@ def provenance_of(path):
     return os.path.join(folder, name.rsplit(".", 1)[0] + ".provenance.json")
 
 
+# Data --------------------------------------------------------------------------------------------------
+
+
+def dataset_path(name):
+    return f"{RESOURCES}/data/{name}"
+
+
+def uses_mini_universe():
+    return any(d["source"] == "mini" for d in DATASETS.values())
+
+
+def dataset_entry(wildcards):
+    return DATASETS[wildcards.dataset]
+
+
+def dataset_source(wildcards):
+    """Where a dataset is loaded from: the mini universe's folder of its survey, or its configured source."""
+    d = DATASETS[wildcards.dataset]
+    return f"{MINI_HUB}/{d['survey']}" if d["source"] == "mini" else d["source"]
+
+
+def download_inputs(wildcards):
+    """Only the mini universe is made here; Hub ids and local folders are read as they are."""
+    return {"mini_universe": MINI_HUB} if DATASETS[wildcards.dataset]["source"] == "mini" else {}
+
+
+# Crossmatch --------------------------------------------------------------------------------------------
+
+
+def crossmatch_inputs(wildcards):
+    """The datasets a pair is made from, by their role, and their provenance records."""
+    names = pair_datasets(PAIRS[wildcards.pair])
+    roles = ["paired"] if len(names) == 1 else ["reference", "other"]
+    return {**{role: dataset_path(n) for role, n in zip(roles, names)},
+            "provenance": [f"{dataset_path(n)}.provenance.json" for n in names]}
+
+
+def pair_entry(wildcards):
+    return PAIRS[wildcards.pair]
+
+
+def pair_sides(wildcards):
+    return pair_surveys(PAIRS[wildcards.pair], DATASETS)
+
+
+def crossmatched_pairs():
+    """Name and surveys of every pair, for the mini universe's truth recovery."""
+    pairs = []
+    for name, pair in PAIRS.items():
+        reference, other = pair_surveys(pair, DATASETS)
+        pairs.append({"name": name, "reference": reference, "other": other})
+    return pairs
+
+
+# Models and embeddings ---------------------------------------------------------------------------------
+
+
+def pretraining_of(model):
+    """The mini Specformer's pre-training settings, or None where the model is used as made or released."""
+    pre = config.get("mini_specformer_pretraining")  # an optional section: None where absent
+    if config["model_weights"] != "mini" or MODELS[model].family != "specformer" or not pre or pre["steps"] == 0:
+        return None
+    return pre
+
+
+def model_dir(model):
+    """The folder an embedding job loads: the pre-trained mini Specformer (a result), else the model as made
+    or downloaded (a resource)."""
+    return f"{RESULTS}/models/{model}" if pretraining_of(model) else f"{RESOURCES}/models/{model}"
+
+
+def pretrained_models():
+    return [m for m in MODELS if pretraining_of(m)]
+
+
+def pretraining_inputs(wildcards):
+    name = config["mini_specformer_pretraining"]["dataset"]
+    return {"model": f"{RESOURCES}/models/{wildcards.model}", "spectra": dataset_path(name),
+            "provenance": f"{dataset_path(name)}.provenance.json"}
+
+
+def model_spec(wildcards):
+    return MODELS[wildcards.model]
+
+
+def model_mem_mb(wildcards):
+    return 2000 + int(MODELS[wildcards.model].params_m * 8)
+
+
+def resampled_survey(wildcards):
+    """The spectrum side of a pair whose spectra are resampled (SDSS)."""
+    return pair_surveys(PAIRS[wildcards.pair], DATASETS)[1]
+
+
+def embedding_jobs(pair=None):
+    """(pair, survey, model) for every side of every pair and every model size that reads its data."""
+    return [
+        (p, survey, name)
+        for p in ([pair] if pair else PAIRS)
+        for survey in pair_surveys(PAIRS[p], DATASETS)
+        for name, spec in MODELS.items()
+        if spec.modality == modality_of(survey) and spec.reads_survey(survey)
+        and (ONLY_PAIRS[name] is None or p in ONLY_PAIRS[name])
+    ]
+
+
+def embedding_path(pair, survey, model):
+    return f"{RESULTS}/embeddings/{pair}/{survey}/{model}.parquet"
+
+
+def embedding_targets():
+    return [embedding_path(*job) for job in embedding_jobs()]
+
+
 def embedding_dataset(wildcards):
+    """The pair dataset an embedding job reads: SDSS spectra after resampling onto the DESI grid."""
     if wildcards.survey in RESAMPLED_SURVEYS:
         return f"{RESULTS}/spectra/{wildcards.pair}/dataset"
     return f"{RESULTS}/crossmatch/{wildcards.pair}/dataset"
+
+
+def embedding_inputs(wildcards):
+    dataset = embedding_dataset(wildcards)
+    return {"dataset": dataset, "provenance": provenance_of(dataset), "model": model_dir(wildcards.model)}
+
+
+def specformer_pooling_of(wildcards):
+    """The pair's own Specformer pooling, else the embedding section's (the two papers pool differently)."""
+    own = PAIRS[wildcards.pair]["specformer_pooling"]
+    return own if own is not None else config["embedding"]["specformer_pooling"]
+
+
+def embed_mem_mb(wildcards):
+    return 8000 + int(MODELS[wildcards.model].params_m * 8)
+
+
+def embed_gpu_mem_mb(wildcards):
+    return MODELS[wildcards.model].gpu_mem_mb()
+
+
+def embed_runtime(wildcards):
+    return 30 + int(MODELS[wildcards.model].params_m / 10)
+
+
+# Alignment ---------------------------------------------------------------------------------------------
+
+
+def pair_embedding_files(pair):
+    """What the alignment of one pair reads: each embeddings file with its survey and model facts."""
+    return [
+        {"survey": survey, "family": MODELS[model].family, "size": MODELS[model].size,
+         "params_m": MODELS[model].params_m, "path": embedding_path(pair, survey, model)}
+        for _, survey, model in embedding_jobs(pair)
+    ]
+
+
+def pair_embeddings(wildcards):
+    paths = [f["path"] for f in pair_embedding_files(wildcards.pair)]
+    return {"embeddings": paths, "provenance": [provenance_of(p) for p in paths]}
+
+
+def pair_files(wildcards):
+    return pair_embedding_files(wildcards.pair)
+
+
+def size_curve_inputs(wildcards):
+    """The pair's embeddings, plus where its classes come from (the mini truth or the pair dataset)."""
+    inputs = pair_embeddings(wildcards)
+    if config["alignment"]["size_curves"]["classes"]["source"] == "truth":
+        inputs["truth"] = f"{RESOURCES}/mini_universe/truth.parquet"
+    else:
+        inputs["dataset"] = f"{RESULTS}/crossmatch/{wildcards.pair}/dataset"
+    return inputs
 
 
 def alignment_targets():
@@ -124,37 +242,30 @@ def alignment_targets():
     )
 
 
-def size_curve_inputs(wildcards):
-    """The pair's embeddings, plus where its class labels come from (mini truth or the pair dataset)."""
-    paths = [f["path"] for f in pair_embedding_files(wildcards.pair)]
-    inputs = {"embeddings": paths, "provenance": [provenance_of(p) for p in paths]}
-    if config["alignment"]["size_curves"]["property"].startswith("truth:"):
-        inputs["truth"] = f"{RESULTS}/mini_universe/truth.parquet"
-    else:
-        inputs["dataset"] = f"{RESULTS}/crossmatch/{wildcards.pair}/dataset"
-    return inputs
+# Probes ------------------------------------------------------------------------------------------------
+
+
+def _embeddings(entries):
+    """Config embedding entries as (survey, model), the key of the probe tables."""
+    return [(ref.survey, ref.model) for ref in map(EmbeddingRef.of, entries)]
 
 
 def probe_embeddings():
-    """(survey, model) of every embedding of the probe pair: each image model on HSC, Specformer on DESI."""
+    """Every embedding of the probe pair: each image model on its image side, each spectrum model on DESI."""
     return [(survey, model) for _, survey, model in embedding_jobs(config["probes"]["pair"])]
 
 
-def _embedding_names(entries):
-    return [tuple(entry.split("/", 1)) for entry in entries]
-
-
 def structure_embeddings():
-    return _embedding_names(config["probes"]["structure_models"])
+    return _embeddings(config["probes"]["structure_models"])
 
 
 def robustness_embeddings():
-    return _embedding_names(config["probes"]["robustness_models"])
+    return _embeddings(config["probes"]["robustness_models"])
 
 
 def compared_pairs():
     """`probes.compare` as ((survey, model), (survey, model)) pairs."""
-    return [tuple(_embedding_names(pair)) for pair in config["probes"]["compare"]]
+    return [tuple(_embeddings(pair)) for pair in config["probes"]["compare"]]
 
 
 def compared_embeddings():
@@ -162,40 +273,64 @@ def compared_embeddings():
     return list(dict.fromkeys(e for pair in compared_pairs() for e in pair))
 
 
-def probe_prediction_inputs(embeddings):
+def probe_embedding_path(wildcards):
+    return embedding_path(config["probes"]["pair"], wildcards.survey, wildcards.model)
+
+
+def probe_regression_provenance(wildcards):
+    return [provenance_of(probe_embedding_path(wildcards)), f"{RESULTS}/probes/sample.provenance.json"]
+
+
+def predictions_of(embeddings):
+    """The probe sample and the predictions of the given embeddings, for an analysis rule's input."""
     paths = [f"{RESULTS}/probes/predictions/{s}/{m}.parquet" for s, m in embeddings]
     return {"sample": f"{RESULTS}/probes/sample.parquet", "predictions": paths,
             "provenance": [provenance_of(p) for p in paths]}
 
 
-def probe_catalogue_source():
-    """'mini' -> the mini universe's catalogue; 'dataset:<name>' -> that configured dataset, downloaded;
-    anything else is a path or URL read as it is."""
-    source = config["probes"]["catalogue"]
-    if source == "mini":
+def probe_catalogue():
+    """Where the probes' catalogue is read from (a path or URL)."""
+    catalogue = config["probes"]["catalogue"]
+    if catalogue["source"] == "mini_universe":
         return f"{MINI_HUB}/provabgs"
-    if source.startswith("dataset:"):
-        return f"{RESULTS}/data/{source.removeprefix('dataset:')}"
-    return source
+    if catalogue["source"] == "dataset":
+        return dataset_path(catalogue["dataset"])
+    return catalogue["path"]
 
 
 def probe_sample_inputs(wildcards):
     pair = config["probes"]["pair"]
+    catalogue = config["probes"]["catalogue"]
     inputs = {"dataset": f"{RESULTS}/crossmatch/{pair}/dataset",
-              "provenance": f"{RESULTS}/crossmatch/{pair}/provenance.json"}
-    source = config["probes"]["catalogue"]
-    if source == "mini":
-        inputs["catalogue"] = MINI_HUB
-    elif source.startswith("dataset:"):
-        inputs["catalogue"] = probe_catalogue_source()
-        inputs["catalogue_provenance"] = probe_catalogue_source() + ".provenance.json"
+              "provenance": [f"{RESULTS}/crossmatch/{pair}/provenance.json"]}
+    if catalogue["source"] == "mini_universe":
+        inputs["mini_universe"] = MINI_HUB  # the catalogue lies inside it
+    elif catalogue["source"] == "dataset":
+        inputs["catalogue"] = probe_catalogue()
+        inputs["provenance"].append(probe_catalogue() + ".provenance.json")
     return inputs
 
 
-def probe_options(*keys):
-    """The probes settings one rule reads, so that editing another (say, the compared pairs) does not
-    rerun it: Snakemake reruns a job when its params change."""
-    return {k: config["probes"][k] for k in keys if k in config.get("probes", {})}
+def structure_inputs(wildcards):
+    paths = [embedding_path(config["probes"]["pair"], s, m) for s, m in structure_embeddings()]
+    return {"sample": f"{RESULTS}/probes/sample.parquet", "embeddings": paths,
+            "provenance": [provenance_of(p) for p in paths] + [f"{RESULTS}/probes/sample.provenance.json"]}
+
+
+def probe_tables_inputs(wildcards):
+    return predictions_of(probe_embeddings())
+
+
+def robustness_inputs(wildcards):
+    return predictions_of(robustness_embeddings())
+
+
+def residual_inputs(wildcards):
+    return predictions_of(structure_embeddings())
+
+
+def net_wins_inputs(wildcards):
+    return predictions_of(compared_embeddings())
 
 
 def probe_targets():
@@ -205,10 +340,6 @@ def probe_targets():
               "probe_brightness.csv", "probe_sky.csv", "structure_kmeans.csv", "residual_outliers.csv",
               "residual_net_wins.csv"]
     return [f"{RESULTS}/tables/{t}" for t in tables]
-
-
-def uses_mini_universe():
-    return any(d["source"] == "mini" for d in DATASETS.values())
 
 
 def all_targets():

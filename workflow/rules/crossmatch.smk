@@ -1,20 +1,19 @@
-# Crossmatch: one-to-one nearest pairs within the radius (astropy), or the audit of a downloaded
-# pre-crossmatched set against the same radius. Every pair ends in the same layout (samesky.pairs).
+# Crossmatch: one-to-one nearest pairs within the radius (astropy), or the audit of a set paired upstream
+# against the same radius. Every pair ends in the same layout (samesky.pairs).
 
 
 rule crossmatch:
     input:
-        unpack(pair_inputs),
+        unpack(crossmatch_inputs),
     output:
         dataset=directory(f"{RESULTS}/crossmatch/{{pair}}/dataset"),
         pairs=f"{RESULTS}/crossmatch/{{pair}}/pairs.csv",
         summary=f"{RESULTS}/crossmatch/{{pair}}/summary.csv",
         provenance=f"{RESULTS}/crossmatch/{{pair}}/provenance.json",
     params:
-        pair=lambda wildcards: PAIRS[wildcards.pair],
-        datasets=lambda wildcards: {n: DATASETS[n] for n in pair_inputs(wildcards)},
-        radius_arcsec=config["crossmatch"]["radius_arcsec"],
-        require_positions=config["crossmatch"].get("require_positions", True),
+        config=step_config("crossmatch"),
+        pair=pair_entry,
+        surveys=pair_sides,
     log:
         f"{RESULTS}/logs/crossmatch/{{pair}}.log",
     benchmark:
@@ -26,7 +25,7 @@ rule crossmatch:
     conda:
         "../../envs/cpu.yaml"
     script:
-        "../scripts/crossmatch.py"
+        "../scripts/step.py"
 
 
 rule crossmatch_summary:
@@ -41,24 +40,23 @@ rule crossmatch_summary:
     conda:
         "../../envs/cpu.yaml"
     script:
-        "../scripts/crossmatch_summary.py"
+        "../scripts/step.py"
 
 
 rule crossmatch_truth_recovery:
     """Embedded default only: how many true pairs of the mini universe each crossmatch recovered."""
     input:
-        truth=f"{RESULTS}/mini_universe/truth.parquet",
+        truth=f"{RESOURCES}/mini_universe/truth.parquet",
         pairs=expand(f"{RESULTS}/crossmatch/{{pair}}/pairs.csv", pair=PAIRS),
         provenance=expand(f"{RESULTS}/crossmatch/{{pair}}/provenance.json", pair=PAIRS),
     output:
         table=f"{RESULTS}/crossmatch/truth_recovery.csv",
         provenance=f"{RESULTS}/crossmatch/truth_recovery.provenance.json",
     params:
-        pairs=[PAIRS[p] for p in PAIRS],
-        datasets=DATASETS,
+        pairs=crossmatched_pairs(),
     log:
         f"{RESULTS}/logs/crossmatch_truth_recovery.log",
     conda:
         "../../envs/cpu.yaml"
     script:
-        "../scripts/crossmatch_truth_recovery.py"
+        "../scripts/step.py"

@@ -1,15 +1,14 @@
-# Data: the embedded default's mini universe, and the download of every dataset (Hub or local) through
-# `datasets.load_dataset`, saved locally with its resolved revision.
+# Data: the embedded default's mini universe, and every dataset (Hub or local) loaded through
+# `datasets.load_dataset` and saved under resources/ with its resolved revision.
 
 
 rule mini_universe:
     output:
         hub=directory(MINI_HUB),
-        truth=f"{RESULTS}/mini_universe/truth.parquet",
-        provenance=f"{RESULTS}/mini_universe/provenance.json",
+        truth=f"{RESOURCES}/mini_universe/truth.parquet",
+        provenance=f"{RESOURCES}/mini_universe/provenance.json",
     params:
-        mini=config.get("mini_universe"),
-        seed=config["seed"],
+        config=step_config("mini_universe"),
     log:
         f"{RESULTS}/logs/mini_universe.log",
     benchmark:
@@ -21,18 +20,18 @@ rule mini_universe:
     conda:
         "../../envs/cpu.yaml"
     script:
-        "../scripts/make_mini_universe.py"
+        "../scripts/step.py"
 
 
 rule download_dataset:
     input:
-        download_inputs,
+        unpack(download_inputs),
     output:
-        data=directory(f"{RESULTS}/data/{{dataset}}"),
-        provenance=f"{RESULTS}/data/{{dataset}}.provenance.json",
+        data=directory(f"{RESOURCES}/data/{{dataset}}"),
+        provenance=f"{RESOURCES}/data/{{dataset}}.provenance.json",
     params:
-        spec=lambda wildcards: DATASETS[wildcards.dataset],
-        source=lambda wildcards: dataset_source(wildcards.dataset),
+        dataset=dataset_entry,
+        source=dataset_source,
     log:
         f"{RESULTS}/logs/download_dataset/{{dataset}}.log",
     benchmark:
@@ -44,4 +43,4 @@ rule download_dataset:
     conda:
         "../../envs/cpu.yaml"
     script:
-        "../scripts/download_dataset.py"
+        "../scripts/step.py"

@@ -1,32 +1,49 @@
-# Embeddings: one job per (model size, pair, side). Models come from results/models/<family>-<size>/,
-# written as small random instances (embedded default) or downloaded at a pinned revision (paper preset).
-# The embedded default's mini Specformer is then pre-trained on the mini DESI spectra (AstroCLIP's masked
-# reconstruction), since a random spectrum transformer keeps little of what a spectrum says (README).
+# Models and embeddings: one embedding job per (model size, pair, side). Each model is made (small random
+# instances, embedded default) or downloaded (paper preset) into resources/models/<family>-<size>/; the
+# embedded default's mini Specformer is then pre-trained on the mini DESI spectra into results/models/
+# (AstroCLIP's masked reconstruction), since a random spectrum transformer keeps little of a spectrum.
 # SDSS spectra are resampled onto the DESI grid first, so Specformer sees the grid it was trained on.
 
 
 rule fetch_model:
-    input:
-        unpack(fetch_model_inputs),
     output:
-        directory(f"{RESULTS}/models/{{model}}"),
+        model=directory(f"{RESOURCES}/models/{{model}}"),
     params:
-        spec=lambda wildcards: MODELS[wildcards.model],
-        weights=config["model_weights"],
-        seed=config["seed"],
-        pretraining=lambda wildcards: pretraining_of(wildcards.model),
+        config=step_config("fetch_model"),
+        spec=model_spec,
     log:
         f"{RESULTS}/logs/fetch_model/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/fetch_model/{{model}}.tsv"
-    threads: lambda wildcards: 2 if pretraining_of(wildcards.model) else 1
+    threads: 1
     resources:
-        mem_mb=lambda wildcards: 2000 + int(MODELS[wildcards.model].params_m * 8),
+        mem_mb=model_mem_mb,
         runtime=60,
     conda:
         "../../envs/cpu.yaml"
     script:
-        "../scripts/fetch_model.py"
+        "../scripts/step.py"
+
+
+rule pretrain_mini_specformer:
+    input:
+        unpack(pretraining_inputs),
+    output:
+        model=directory(f"{RESULTS}/models/{{model}}"),
+    params:
+        config=step_config("pretrain_mini_specformer"),
+    log:
+        f"{RESULTS}/logs/pretrain_mini_specformer/{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/pretrain_mini_specformer/{{model}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=model_mem_mb,
+        runtime=60,
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/step.py"
 
 
 rule resample_spectra:
@@ -38,7 +55,7 @@ rule resample_spectra:
         summary=f"{RESULTS}/spectra/{{pair}}/resampling.csv",
         provenance=f"{RESULTS}/spectra/{{pair}}/provenance.json",
     params:
-        survey=lambda wildcards: pair_surveys(wildcards.pair)[1],
+        survey=resampled_survey,
     log:
         f"{RESULTS}/logs/resample_spectra/{{pair}}.log",
     benchmark:
@@ -50,21 +67,21 @@ rule resample_spectra:
     conda:
         "../../envs/cpu.yaml"
     script:
-        "../scripts/resample_spectra.py"
+        "../scripts/step.py"
 
 
 rule embed:
     input:
-        dataset=embedding_dataset,
-        provenance=lambda wildcards: provenance_of(embedding_dataset(wildcards)),
-        model=f"{RESULTS}/models/{{model}}",
+        unpack(embedding_inputs),
     output:
         embeddings=f"{RESULTS}/embeddings/{{pair}}/{{survey}}/{{model}}.parquet",
         provenance=f"{RESULTS}/embeddings/{{pair}}/{{survey}}/{{model}}.provenance.json",
     params:
-        spec=lambda wildcards: MODELS[wildcards.model],
-        embedding=config["embedding"],
-        specformer_pooling=lambda wildcards: specformer_pooling_of(wildcards.pair),
+        config=step_config("embed"),
+        spec=model_spec,
+        pair="{pair}",
+        survey="{survey}",
+        specformer_pooling=specformer_pooling_of,
     log:
         f"{RESULTS}/logs/embed/{{pair}}/{{survey}}/{{model}}.log",
     benchmark:
@@ -72,13 +89,13 @@ rule embed:
     threads: 2
     resources:
         gpu=1 if config["embedding"]["gpu"] else 0,
-        mem_mb=lambda wildcards: 8000 + int(MODELS[wildcards.model].params_m * 8),
-        gpu_mem_mb=lambda wildcards: MODELS[wildcards.model].gpu_mem_mb(),
-        runtime=lambda wildcards: 30 + int(MODELS[wildcards.model].params_m / 10),
+        mem_mb=embed_mem_mb,
+        gpu_mem_mb=embed_gpu_mem_mb,
+        runtime=embed_runtime,
     conda:
         "../../envs/gpu.yaml" if config["embedding"]["gpu"] else "../../envs/cpu.yaml"
     script:
-        "../scripts/embed.py"
+        "../scripts/step.py"
 
 
 rule embedding_summary:
@@ -93,4 +110,4 @@ rule embedding_summary:
     conda:
         "../../envs/cpu.yaml"
     script:
-        "../scripts/embedding_summary.py"
+        "../scripts/step.py"

@@ -1,5 +1,5 @@
-# Property probes (seed 001, AstroCLIP's protocol): the probe sample (objects of one pair with PROVABGS
-# properties), kNN and MLP probes on every embedding of that pair, then one rule per analysis.
+# Property probes (the AstroCLIP benchmark, AstroCLIP's protocol): the probe sample (objects of one pair
+# with PROVABGS properties), kNN and MLP probes on every embedding of that pair, then one rule per analysis.
 
 
 rule probe_sample:
@@ -9,33 +9,28 @@ rule probe_sample:
         sample=f"{RESULTS}/probes/sample.parquet",
         provenance=f"{RESULTS}/probes/sample.provenance.json",
     params:
-        probes=probe_options(
-            "pair", "join_on", "brightness", "brightness_from_magnitude", "positions_from_catalogue", "ssfr",
-            "catalogue_id", "sky_groups", "test_fraction", "split_seed",
-        ),
-        catalogue=probe_catalogue_source(),
-        seed=config["seed"],
+        config=step_config("probe_sample"),
+        catalogue=probe_catalogue(),
     log:
         f"{RESULTS}/logs/probes/probe_sample.log",
     conda:
         "../../envs/cpu.yaml"
     script:
-        "../scripts/probe_sample.py"
+        "../scripts/step.py"
 
 
 rule probe_regressions:
     input:
         sample=f"{RESULTS}/probes/sample.parquet",
-        embeddings=lambda wildcards: embedding_path(config["probes"]["pair"], wildcards.survey, wildcards.model),
-        provenance=lambda wildcards: [
-            provenance_of(embedding_path(config["probes"]["pair"], wildcards.survey, wildcards.model)),
-            f"{RESULTS}/probes/sample.provenance.json",
-        ],
+        embeddings=probe_embedding_path,
+        provenance=probe_regression_provenance,
     output:
         predictions=f"{RESULTS}/probes/predictions/{{survey}}/{{model}}.parquet",
         provenance=f"{RESULTS}/probes/predictions/{{survey}}/{{model}}.provenance.json",
     params:
-        probes=probe_options("split_seed", "n_folds", "n_neighbours", "mlp"),
+        config=step_config("probe_regressions"),
+        survey="{survey}",
+        model="{model}",
     log:
         f"{RESULTS}/logs/probes/regressions/{{survey}}/{{model}}.log",
     benchmark:
@@ -47,12 +42,12 @@ rule probe_regressions:
     conda:
         "../../envs/cpu.yaml"
     script:
-        "../scripts/probe_regressions.py"
+        "../scripts/step.py"
 
 
 rule probe_tables:
     input:
-        unpack(lambda wildcards: probe_prediction_inputs(probe_embeddings())),
+        unpack(probe_tables_inputs),
     output:
         r2_test=report(f"{RESULTS}/tables/probe_r2_test.csv", caption="../report/probe_r2.rst", category="Probes"),
         r2_train=f"{RESULTS}/tables/probe_r2_train.csv",
@@ -64,9 +59,10 @@ rule probe_tables:
         figure=report(f"{RESULTS}/figures/probe_r2.pdf", caption="../report/probe_r2.rst", category="Probes"),
         provenance=f"{RESULTS}/tables/probe_tables.provenance.json",
     params:
-        probes=probe_options("ssfr", "mlp", "n_bootstrap", "split_seed"),
+        config=step_config("probe_tables"),
         embeddings=probe_embeddings(),
         compare=compared_pairs(),
+        caption=caption_file("probe_r2"),
     log:
         f"{RESULTS}/logs/probes/probe_tables.log",
     benchmark:
@@ -74,12 +70,12 @@ rule probe_tables:
     conda:
         "../../envs/cpu.yaml"
     script:
-        "../scripts/probe_tables.py"
+        "../scripts/step.py"
 
 
 rule probe_environment:
     input:
-        unpack(lambda wildcards: probe_prediction_inputs(robustness_embeddings())),
+        unpack(robustness_inputs),
     output:
         table=report(
             f"{RESULTS}/tables/probe_environment.csv", caption="../report/probe_environment.rst", category="Probes"
@@ -89,19 +85,18 @@ rule probe_environment:
         ),
         provenance=f"{RESULTS}/tables/probe_environment.provenance.json",
     params:
-        analysis="environment",
         embeddings=robustness_embeddings(),
     log:
         f"{RESULTS}/logs/probes/probe_environment.log",
     conda:
         "../../envs/cpu.yaml"
     script:
-        "../scripts/probe_groups.py"
+        "../scripts/step.py"
 
 
 rule probe_brightness:
     input:
-        unpack(lambda wildcards: probe_prediction_inputs(robustness_embeddings())),
+        unpack(robustness_inputs),
     output:
         table=report(
             f"{RESULTS}/tables/probe_brightness.csv", caption="../report/probe_brightness.rst", category="Probes"
@@ -112,40 +107,35 @@ rule probe_brightness:
         ),
         provenance=f"{RESULTS}/tables/probe_brightness.provenance.json",
     params:
-        analysis="brightness",
         embeddings=robustness_embeddings(),
     log:
         f"{RESULTS}/logs/probes/probe_brightness.log",
     conda:
         "../../envs/cpu.yaml"
     script:
-        "../scripts/probe_groups.py"
+        "../scripts/step.py"
 
 
 rule probe_sky:
     input:
-        unpack(lambda wildcards: probe_prediction_inputs(robustness_embeddings())),
+        unpack(robustness_inputs),
     output:
         table=report(f"{RESULTS}/tables/probe_sky.csv", caption="../report/probe_sky.rst", category="Probes"),
         figure=report(f"{RESULTS}/figures/probe_sky.pdf", caption="../report/probe_sky.rst", category="Probes"),
         provenance=f"{RESULTS}/tables/probe_sky.provenance.json",
     params:
-        analysis="sky",
         embeddings=robustness_embeddings(),
     log:
         f"{RESULTS}/logs/probes/probe_sky.log",
     conda:
         "../../envs/cpu.yaml"
     script:
-        "../scripts/probe_groups.py"
+        "../scripts/step.py"
 
 
-rule embedding_structure:
+rule probe_structure:
     input:
-        sample=f"{RESULTS}/probes/sample.parquet",
-        embeddings=[embedding_path(config["probes"]["pair"], s, m) for s, m in structure_embeddings()],
-        provenance=[provenance_of(embedding_path(config["probes"]["pair"], s, m)) for s, m in structure_embeddings()]
-        + [f"{RESULTS}/probes/sample.provenance.json"],
+        unpack(structure_inputs),
     output:
         clusters=report(
             f"{RESULTS}/tables/structure_kmeans.csv", caption="../report/structure.rst", category="Embedding structure"
@@ -158,12 +148,12 @@ rule embedding_structure:
         ),
         provenance=f"{RESULTS}/tables/structure.provenance.json",
     params:
+        config=step_config("probe_structure"),
         embeddings=structure_embeddings(),
-        seed=config["seed"],
     log:
-        f"{RESULTS}/logs/probes/embedding_structure.log",
+        f"{RESULTS}/logs/probes/probe_structure.log",
     benchmark:
-        f"{RESULTS}/benchmarks/probes/embedding_structure.tsv"
+        f"{RESULTS}/benchmarks/probes/probe_structure.tsv"
     threads: 1
     resources:
         mem_mb=8000,
@@ -171,12 +161,12 @@ rule embedding_structure:
     conda:
         "../../envs/cpu.yaml"
     script:
-        "../scripts/embedding_structure.py"
+        "../scripts/step.py"
 
 
 rule probe_residuals:
     input:
-        unpack(lambda wildcards: probe_prediction_inputs(structure_embeddings())),
+        unpack(residual_inputs),
     output:
         table=report(
             f"{RESULTS}/tables/residual_outliers.csv", caption="../report/residuals.rst", category="Embedding structure"
@@ -190,12 +180,12 @@ rule probe_residuals:
     conda:
         "../../envs/cpu.yaml"
     script:
-        "../scripts/probe_residuals.py"
+        "../scripts/step.py"
 
 
 rule probe_net_wins:
     input:
-        unpack(lambda wildcards: probe_prediction_inputs(compared_embeddings())),
+        unpack(net_wins_inputs),
     output:
         table=report(
             f"{RESULTS}/tables/residual_net_wins.csv", caption="../report/net_wins.rst", category="Probes"
@@ -210,4 +200,4 @@ rule probe_net_wins:
     conda:
         "../../envs/cpu.yaml"
     script:
-        "../scripts/probe_net_wins.py"
+        "../scripts/step.py"

@@ -1,8 +1,8 @@
-"""Alignment against dataset size (seed 002), and what the agreement is made of.
+"""Alignment against dataset size (Back into Plato's Cave), and what the agreement is made of.
 
 MKNN is recomputed on nested random subsets (one permutation per seed; each size takes its first n rows),
-from ~128 objects to all, at each k. Agreement is split three ways (seed 002's decomposition), with each
-object's class a bin of a physical property:
+from ~128 objects to all, at each k. Agreement is split three ways (the decomposition of Back into
+Plato's Cave), with each object's class a bin of a physical property:
 - ``class_a``, ``class_b``: the fraction of an object's k nearest neighbours in one space that share its
   class (each space on its own finds neighbours of the right kind);
 - ``class_both``: the mean over objects of class_a x class_b (both spaces find the right kind);
@@ -11,10 +11,14 @@ object's class a bin of a physical property:
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
 from .knn import chance_level, knn, mknn
+
+log = logging.getLogger(__name__)
 
 
 def subset_sizes(n: int, smallest: int = 128, per_octave: int = 1) -> list[int]:
@@ -34,6 +38,27 @@ def class_bins(values: np.ndarray, n_bins: int) -> np.ndarray:
         edges = np.quantile(values[ok], np.linspace(0, 1, n_bins + 1)[1:-1])
         labels[ok] = np.searchsorted(edges, values[ok], side="right")
     return labels
+
+
+def class_labels(classes, reference: str, truth=None, dataset=None) -> dict | None:
+    """object id -> class: quantile bins (``classes.n_bins``) of the property ``classes.column``, from the
+    mini universe's truth catalogue (``classes.source`` truth; ids of the ``reference`` survey) or from the
+    pair dataset (source pair). None where the pair dataset has no such column: that pair's curves then
+    come without the decomposition (logged)."""
+    if classes["source"] == "truth":
+        ids = truth[f"{reference}_object_id"].astype(str)
+        keep = ids != ""
+        return dict(zip(ids[keep], class_bins(truth.loc[keep, classes["column"]].to_numpy(), classes["n_bins"])))
+    if classes["column"] not in dataset.column_names:
+        log.warning("the pair dataset has no column '%s': MKNN curves without the class decomposition",
+                    classes["column"])
+        return None
+    return dict(zip(map(str, dataset["object_id"]), class_bins(dataset[classes["column"]], classes["n_bins"])))
+
+
+def class_source(classes) -> str:
+    """How the curves' ``property`` column names the classes: '<source>:<column>', e.g. 'truth:z'."""
+    return f"{classes['source']}:{classes['column']}"
 
 
 def _same_class_fraction(nn: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..embed.run import read_embeddings
+from ..io import read_embeddings
 from ..surveys import modality_of
 from .knn import chance_level, knn, mknn, permutation_null
 from .stats import debiased_cka, linear_cka

@@ -1,4 +1,4 @@
-"""CKA (linear and debiased) and the binomial trend test of seed 000.
+"""CKA (linear and debiased) and the binomial trend test of the Platonic Universe.
 
 CKA works in feature space, O(N d^2) time and O(d^2) memory, so it runs on the 102k Legacy pairs;
 the debiased form uses the unbiased HSIC estimator (Song et al. 2012) written with feature sums
@@ -50,7 +50,7 @@ def count_increases(scores_by_size: list[float]) -> tuple[int, int]:
 def trend_test(increases: int, comparisons: int) -> float:
     """One-sided binomial p-value of at least this many increases if up and down were equally likely.
 
-    One-sided ('greater') is what reproduces seed 000: 14 of 18 -> 1.54e-2, 28 of 33 -> 3.31e-5,
+    One-sided ('greater') is what reproduces the Platonic Universe: 14 of 18 -> 1.54e-2, 28 of 33 -> 3.31e-5,
     6 of 11 -> 0.5.
     """
     if comparisons == 0:

@@ -44,7 +44,7 @@ def crossmodal_table(scores: pd.DataFrame, k: int, measure: str = "mknn") -> pd.
 
 
 def trend_tests(scores: pd.DataFrame, k: int) -> pd.DataFrame:
-    """Binomial tests on the count of increases with size (seed 000's grouping)."""
+    """Binomial tests on the count of increases with size (the Platonic Universe's grouping)."""
     rows = []
     intra = intramodal_table(scores, k, hsc_pair=_first_hsc_pair(scores))
     inc = tot = 0
@@ -87,12 +87,18 @@ def to_markdown(table: pd.DataFrame, caption: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _tex(text: str) -> str:
+    """Text with LaTeX's special characters escaped (a caption's "(%, k = 10)" would otherwise start a comment)."""
+    for char in "&%$#_{}":
+        text = text.replace(char, "\\" + char)
+    return text.replace("π", r"$\pi$").replace("²", r"$^2$")
+
+
 def to_latex(table: pd.DataFrame, caption: str, label: str) -> str:
     """A booktabs LaTeX table (pandas' to_latex needs the optional jinja2)."""
-    head = [DATASET_LABELS.get(c, c).replace("_", r"\_") for c in table.columns]
-    body = [" & ".join(_label(v).replace("_", r"\_").replace("π", r"$\pi$") for v in row) + r" \\"
-            for row in table.itertuples(index=False)]
-    return "\n".join([r"\begin{table}", r"\centering", f"\\caption{{{caption}}}", f"\\label{{{label}}}",
+    head = [_tex(DATASET_LABELS.get(c, c)) for c in table.columns]
+    body = [" & ".join(_tex(_label(v)) for v in row) + r" \\" for row in table.itertuples(index=False)]
+    return "\n".join([r"\begin{table}", r"\centering", f"\\caption{{{_tex(caption)}}}", f"\\label{{{label}}}",
                       r"\begin{tabular}{" + "l" * 2 + "r" * (len(head) - 2) + "}", r"\toprule",
                       " & ".join(head) + r" \\", r"\midrule", *body, r"\bottomrule", r"\end{tabular}",
                       r"\end{table}", ""])

@@ -1,6 +1,6 @@
 """Survey-aware image preprocessing: band choice, dataset-wide percentile scaling, bad pixels.
 
-Seed 000: three bands as RGB (z, r, g for HSC and Legacy; F444W, F277W, F090W for JWST), each channel
+The Platonic Universe: three bands as RGB (z, r, g for HSC and Legacy; F444W, F277W, F090W for JWST), each channel
 scaled so that its 5th and 99th percentiles, computed over up to 10,000 images of the dataset, map to
 the minimum and maximum; then each model's own preprocessing. Bad pixels (mask True, NaN, inf) are set
 to the channel's low percentile (black) and counted per image, so they never look like sources.

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import logging
-import os
 from contextlib import nullcontext
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
-from ..io import atomic_path
+from .families import LoadedModel
 from .images import compute_scaling, image_records, is_blank, rgb_bands, scaled_rgb, select_bands
-from .models import LoadedModel
 from .spectra import usable_fluxes
 
 log = logging.getLogger(__name__)
@@ -153,38 +149,3 @@ def embed_spectra(ds, column: str, model: LoadedModel, batch_size: int = 32, dev
                               "non_finite_values_replaced": n_fixed, "skipped_objects": skipped,
                               "specformer_pooling": model.specformer_pooling}}
     return ids, emb.astype(np.float32), pd.DataFrame({"object_id": ids}), meta
-
-
-def write_embeddings(path: str | os.PathLike, ids, emb: np.ndarray, extra: pd.DataFrame | None = None,
-                     metadata: dict | None = None) -> None:
-    """Parquet: ``object_id``, ``embedding`` (fixed-size float32 list), any per-object extras."""
-    import json
-
-    if len(ids) != len(set(ids)):
-        raise ValueError(f"{path}: duplicate object ids among the embeddings")
-    dim = int(emb.shape[1]) if emb.ndim == 2 and len(emb) else 0
-    columns = {"object_id": pa.array(list(ids), pa.string()),
-               "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1), pa.float32()), dim)}
-    if extra is not None:
-        for col in extra.columns:
-            if col != "object_id":
-                columns[col] = pa.array(extra[col].to_numpy())
-    table = pa.table(columns).replace_schema_metadata({"samesky": json.dumps(metadata or {}, sort_keys=True, default=str)})
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
-
-
-def read_embeddings(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(object ids, float32 (N, D) array, metadata) of an embeddings file."""
-    import json
-
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowException) as exc:  # truncated or not parquet
-        raise OSError(f"could not read the embeddings at {path}: {exc}; rerun the rule that makes it") from exc
-    ids = np.asarray(table.column("object_id").to_pylist(), dtype=object)
-    col = table.column("embedding").combine_chunks()
-    dim = col.type.list_size
-    emb = col.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32)
-    meta = json.loads((table.schema.metadata or {}).get(b"samesky", b"{}"))
-    return ids, emb, meta

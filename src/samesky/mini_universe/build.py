@@ -55,7 +55,7 @@ def in_footprint(ra, dec, footprint: dict | None) -> np.ndarray:
 
 
 def select_observed(pop: pd.DataFrame, scfg: dict, rng) -> np.ndarray:
-    seen = in_footprint(pop["ra"], pop["dec"], scfg.get("footprint"))
+    seen = in_footprint(pop["ra"], pop["dec"], scfg["footprint"])
     seen &= pop["mag_r"].to_numpy() < scfg["mag_limit"]
     seen &= rng.random(len(pop)) < scfg["completeness"]
     return np.flatnonzero(seen)
@@ -147,7 +147,7 @@ def image_rows(name, scfg, cat: pd.DataFrame, rng):
         offset = (g["true_dx_arcsec"], g["true_dy_arcsec"])
         flux, ivar, mask = render_image(g, bands, fluxes, scfg["pixel_scale"], scfg["npix"], scfg["psf_fwhm"],
                                         scfg["noise_nmgy"], offset, rng, scfg["mask_fraction"],
-                                        scfg.get("nan_in_mask", False), scfg.get("edge_strip_probability", 0.0))
+                                        scfg["nan_in_mask"], scfg["edge_strip_probability"])
         yield {
             "object_id": g["object_id"], "ra": g["obs_ra"], "dec": g["obs_dec"],
             "image": {"band": list(bands), "flux": list(flux), "ivar": list(ivar), "mask": list(mask),
@@ -171,7 +171,7 @@ def spectrum_rows(name, scfg, cat: pd.DataFrame, rng):
         if scfg["grid"] == "sdss":
             spec = pad_spectrum(spec, SDSS_PAD_LENGTH)
         zerr = 3e-5 * (1 + g["z"])
-        bright = g["mag_r"] < scfg.get("bright_limit", 19.5)
+        bright = g["mag_r"] < scfg["bright_limit"]
         yield {
             "object_id": g["object_id"], "ra": g["obs_ra"], "dec": g["obs_dec"],
             "spectrum": spec,

@@ -1,2 +1,2 @@
-"""Property probes on frozen embeddings (seed 001, the AstroCLIP benchmark): targets, kNN and MLP
+"""Property probes on frozen embeddings (the AstroCLIP benchmark): targets, kNN and MLP
 regressors with bootstrap CIs, robustness groupings, and embedding-structure analyses."""

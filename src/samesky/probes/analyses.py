@@ -1,4 +1,4 @@
-"""From per-embedding probe predictions to seed 001's tables: R^2 (Tables 3-4), bootstrap CIs and
+"""From per-embedding probe predictions to the AstroCLIP benchmark's tables: R^2 (Tables 3-4), bootstrap CIs and
 differences (Tables 5-6), R^2 per environment bin, brightness class and sky partition (Tables 13-17).
 
 A predictions file holds, per object of the probe sample: ``object_id``, ``split``, and for each method
@@ -8,6 +8,8 @@ MLP on train rows) and ``oof_m_t`` (out-of-fold, for the per-group analyses).
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
@@ -15,6 +17,8 @@ from .regress import METHODS, bootstrap_r2, r2_per_target, run_probes
 from .robustness import r2_by_group
 from .structure import mdl_bin_count, quantile_bins
 from .targets import TARGETS
+
+log = logging.getLogger(__name__)
 
 METHOD_LABELS = {"knn": "zero-shot (kNN)", "mlp": "few-shot (MLP)"}
 
@@ -104,7 +108,7 @@ BIN_NAMES = ("very small", "small", "medium", "large", "very large")
 
 def net_wins(sample: pd.DataFrame, pred_a: pd.DataFrame, pred_b: pd.DataFrame, method: str,
              n_bins: int = 5) -> pd.DataFrame:
-    """Where in each property's range embedding a beats b (seed 001 §4.7.2, Figures 14-15).
+    """Where in each property's range embedding a beats b (AstroCLIP benchmark §4.7.2, Figures 14-15).
 
     On the test objects both have: the true value in ``n_bins`` equal-population bins; per object the
     difference of absolute residuals d = |a - truth| - |b - truth|; per bin, ``a_better`` (d < 0),
@@ -131,6 +135,40 @@ def net_wins(sample: pd.DataFrame, pred_a: pd.DataFrame, pred_b: pd.DataFrame, m
                 rows.append({"target": t, "bin": names[b], "error_from": lo, "error_to": hi, "n": int(sel.sum()),
                              "a_better": a_better, "b_better": b_better, "net": a_better - b_better})
     return pd.DataFrame(rows)
+
+
+def net_wins_table(sample: pd.DataFrame, predictions: dict, compare) -> pd.DataFrame:
+    """:func:`net_wins` of every compared pair (a, b) and both probes, in one table led by a, b, method."""
+    frames = []
+    for a, b in compare:
+        for method in METHODS:
+            t = net_wins(sample, predictions[a], predictions[b], method)
+            frames.append(t.assign(a="/".join(a), b="/".join(b), method=method))
+    table = pd.concat(frames, ignore_index=True)
+    return table[["a", "b", "method", *[c for c in table.columns if c not in ("a", "b", "method")]]]
+
+
+def outlier_table(sample: pd.DataFrame, predictions: dict) -> tuple[pd.DataFrame, dict]:
+    """The AstroCLIP benchmark's Table 18 for every embedding and probe: how many test objects are residual
+    outliers in exactly 1..4 properties (zeros listed); and the kNN absolute residuals per embedding, for
+    the histograms of Figure 12."""
+    from .structure import outlier_recurrence
+
+    rows, histograms = [], {}
+    for (survey, model), pred in predictions.items():
+        for method in METHODS:
+            res = residuals(sample, pred, method)
+            recurrence = outlier_recurrence(res)
+            total = recurrence.sum()
+            if total == 0:
+                log.info("%s/%s %s: no residual outliers among %d test objects", survey, model, method, len(res))
+            for n_props, count in recurrence.items():
+                rows.append({"embedding": f"{survey}/{model}", "method": method, "outlier_in_n_properties": n_props,
+                             "objects": count, "percent": 100 * count / total if total else float("nan"),
+                             "test_objects": len(res)})
+            if method == "knn":
+                histograms[f"{survey}/{model}"] = res
+    return pd.DataFrame(rows), histograms
 
 
 def group_table(sample: pd.DataFrame, predictions: dict, group: str, min_objects: int = 5) -> pd.DataFrame:
@@ -162,7 +200,7 @@ def residuals(sample: pd.DataFrame, pred: pd.DataFrame, method: str) -> pd.DataF
 
 
 def table3_markdown(table: pd.DataFrame, caption: str) -> str:
-    """Seed 001 Table 3's layout: one row per embedding, zero-shot then few-shot R^2 of each target."""
+    """The AstroCLIP benchmark's Table 3 layout: one row per embedding, zero-shot then few-shot R^2 of each target."""
     from .targets import LABELS
 
     head = ["embedding"] + [f"{METHOD_LABELS[m]} {LABELS[t]}" for m in METHODS for t in TARGETS]

@@ -22,7 +22,7 @@ def _figure(n_panels: int, width: float = 3.2, height: float = 2.8):
 
 
 def r2_bars(table: pd.DataFrame, path) -> None:
-    """Test R^2 of every embedding, per target, zero-shot and few-shot (seed 001 Table 3 as a figure)."""
+    """Test R^2 of every embedding, per target, zero-shot and few-shot (AstroCLIP benchmark Table 3 as a figure)."""
     fig, axes = _figure(len(TARGETS), 3.4, 3.6)
     names = [f"{s}/{m}" for s, m in table[["survey", "model"]].drop_duplicates().itertuples(index=False)]
     for ax, t in zip(axes, TARGETS):
@@ -64,9 +64,36 @@ def group_r2(table: pd.DataFrame, group: str, path, order=None, extra=None) -> N
     write_figure(path, fig)
 
 
+def environment_panel(sample: pd.DataFrame):
+    """The AstroCLIP benchmark's Figures 10-11 as a leading panel: nearest-neighbour separations, and the
+    population of each environment bin."""
+    from .robustness import ENV_BINS
+
+    counts = sample["env_bin"].astype(str).value_counts()
+
+    def draw(ax):
+        ax.hist(np.log10(sample["nn_sep_arcsec"]), bins=30, color="grey")
+        ax.set_xlabel("log10 nearest-neighbour separation (arcsec)")
+        ax.set_title(" ".join(f"{b}: {counts.get(b, 0)}" for b in ENV_BINS), fontsize=7)
+
+    return draw
+
+
+def sky_panel(sample: pd.DataFrame):
+    """The AstroCLIP benchmark's Figure 9 as a leading panel: the partitions on the sky."""
+
+    def draw(ax):
+        ra = (sample["ra"] + 180) % 360 - 180
+        ax.scatter(ra, sample["dec"], c=sample["sky_group"], s=3, cmap="tab10")
+        ax.set_xlabel("RA (deg, wrapped)")
+        ax.set_ylabel("Dec (deg)")
+
+    return draw
+
+
 def inertia_and_umap(inertia: pd.DataFrame, projections: dict, sample: pd.DataFrame, path) -> None:
     """K-means inertia against k per embedding, and each embedding's UMAP coloured by low/high log M*
-    and log sSFR (seed 001 Figures 3-8)."""
+    and log sSFR (AstroCLIP benchmark Figures 3-8)."""
     fig, axes = _figure(1 + 2 * len(projections), 3.0, 3.0)
     for name, sub in inertia.groupby("embedding", sort=False):
         axes[0].plot(sub["k"], sub["inertia"] / sub["inertia"].iloc[0], marker="o", ms=3, label=name)
@@ -89,7 +116,7 @@ def inertia_and_umap(inertia: pd.DataFrame, projections: dict, sample: pd.DataFr
 
 
 def residual_histograms(residuals: dict, path) -> None:
-    """Absolute test residuals per target and embedding, bins chosen by MDL (seed 001 Figure 12)."""
+    """Absolute test residuals per target and embedding, bins chosen by MDL (AstroCLIP benchmark Figure 12)."""
     fig, axes = _figure(len(TARGETS))
     for ax, t in zip(axes, TARGETS):
         pooled = np.concatenate([r[t].to_numpy() for r in residuals.values()])
@@ -104,7 +131,7 @@ def residual_histograms(residuals: dict, path) -> None:
 
 def net_wins_bars(table: pd.DataFrame, path) -> None:
     """Net count of test objects where a's residual beats b's, per quantile bin of each property
-    (kNN; seed 001 Figures 14-15, summed over error intervals)."""
+    (kNN; AstroCLIP benchmark Figures 14-15, summed over error intervals)."""
     fig, axes = _figure(len(TARGETS))
     overall = table[(table["method"] == "knn") & table["error_from"].isna()]
     comparisons = list(dict.fromkeys(zip(overall["a"], overall["b"])))

@@ -1,8 +1,9 @@
-"""Property probes on frozen embeddings (seed 001, AstroCLIP's evaluation protocol).
+"""Property probes on frozen embeddings (AstroCLIP benchmark, AstroCLIP's evaluation protocol).
 
 - ``knn`` ("zero-shot" in AstroCLIP's code): a distance-weighted k-NN regressor, 64 neighbours, on
   embeddings standardised with the training split's mean and spread.
-- ``mlp`` ("few-shot"): ``seed001`` = one hidden layer of width 32 (scikit-learn MLPRegressor), or
+- ``mlp`` ("few-shot"): ``hidden32`` = one hidden layer of width 32 (scikit-learn MLPRegressor; the
+  AstroCLIP benchmark's), or
   ``astroclip`` = AstroCLIP's code: hidden [64, 64], ReLU, dropout 0.1, Adam 1e-3, 10 epochs, batch 64,
   MSE (torch; scikit-learn's MLP has no dropout). Both predict the four z-scored targets jointly.
 Targets and embeddings are standardised on the training split only.
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 METHODS = ("knn", "mlp")
 
 
-def _mlp_seed001(x_train, y_train, seed, max_iter=500):
+def _mlp_hidden32(x_train, y_train, seed, max_iter=500):
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -67,7 +68,7 @@ def _mlp_astroclip(x_train, y_train, seed, epochs=10, batch=64, lr=1e-3, dropout
 
 
 def fit_predict(x_train, y_train, x_eval: dict, method: str, seed: int = 0, n_neighbours: int = 64,
-                mlp: str = "seed001") -> dict:
+                mlp: str = "hidden32") -> dict:
     """Fit one probe on (x_train, y_train) and predict each array of ``x_eval`` (name -> X).
 
     The special name ``"train"`` predicts the training rows held out from themselves for ``knn`` (with
@@ -93,19 +94,19 @@ def fit_predict(x_train, y_train, x_eval: dict, method: str, seed: int = 0, n_ne
         return out
     if method != "mlp":
         raise ValueError(f"unknown probe method '{method}'; known: {METHODS}")
-    if mlp == "seed001":
-        predict = _mlp_seed001(xt, yt, seed)
+    if mlp == "hidden32":
+        predict = _mlp_hidden32(xt, yt, seed)
     elif mlp == "astroclip":
         predict = _mlp_astroclip(xt, yt, seed)
     else:
-        raise ValueError(f"probes.mlp: '{mlp}' is not 'seed001' or 'astroclip'")
+        raise ValueError(f"probes.mlp: '{mlp}' is not 'hidden32' or 'astroclip'")
     for name, x in x_eval.items():
         out[name] = ys.inverse_transform(predict(xs.transform(x)).reshape(len(x), -1))
     return out
 
 
 def run_probes(x: np.ndarray, y: np.ndarray, split: np.ndarray, seed: int, n_folds: int = 10,
-               n_neighbours: int = 64, mlp: str = "seed001") -> dict:
+               n_neighbours: int = 64, mlp: str = "hidden32") -> dict:
     """Every probe on one embedding: {method: {"test": pred, "train": pred, "oof": pred}} (rows as x)."""
     from sklearn.model_selection import KFold
 

@@ -1,4 +1,4 @@
-"""Per-object groupings of seed 001's robustness analyses: the angular environment proxy (§4.5) and the
+"""Per-object groupings of the AstroCLIP benchmark's robustness analyses: the angular environment proxy (§4.5) and the
 sky partitions (§4.4), and R^2 within each group."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ ENV_BINS = ("few", "moderate", "many")  # <= 3, 4-7, > 7 companions
 
 
 def environment(ra, dec) -> tuple[pd.DataFrame, float]:
-    """Seed 001 §4.5: each object's nearest-neighbour separation (self excluded), a threshold of Q3 + 1.5 IQR
+    """AstroCLIP benchmark §4.5: each object's nearest-neighbour separation (self excluded), a threshold of Q3 + 1.5 IQR
     of those separations, the number of companions within it, and the bin few/moderate/many.
 
     Returns (frame with nn_sep_arcsec, companions, env_bin; threshold in arcsec).
@@ -32,7 +32,7 @@ def environment(ra, dec) -> tuple[pd.DataFrame, float]:
 
 
 def sky_partitions(ra, dec, n_groups: int = 10, seed: int = 0) -> np.ndarray:
-    """Seed 001 §4.4: K-means on (RA, Dec). RA is first unwrapped around the sample's circular mean, so a
+    """AstroCLIP benchmark §4.4: K-means on (RA, Dec). RA is first unwrapped around the sample's circular mean, so a
     field that straddles RA = 0/360 is not cut in two by the wrap."""
     from sklearn.cluster import KMeans
 

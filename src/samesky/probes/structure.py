@@ -1,4 +1,4 @@
-"""Embedding structure (seed 001 §4.3 and §4.7): K-means inertia and k = 3 clusters, AMI against property
+"""Embedding structure (AstroCLIP benchmark §4.3 and §4.7): K-means inertia and k = 3 clusters, AMI against property
 bins, HDBSCAN cluster counts, UMAP projections, residual outliers, and the MDL histogram bin count."""
 
 from __future__ import annotations
@@ -6,6 +6,30 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from sklearn.preprocessing import StandardScaler
+
+
+# The AstroCLIP benchmark's choices (§4.3): k = 3 K-means clusters, compared with low/medium/high bins of
+# each property; HDBSCAN with min_samples = 5.
+N_CLUSTERS, N_PROPERTY_BINS, HDBSCAN_MIN_SAMPLES = 3, 3, 5
+
+
+def structure_of(name: str, x: np.ndarray, props: pd.DataFrame, seed: int) -> dict:
+    """Every structure table of one embedding (rows: objects of ``props``, in order), each tagged with
+    ``embedding`` = ``name``: K-means inertia against k, the k = 3 clusters' frequencies and mean
+    properties, AMI with the property bins, HDBSCAN cluster counts; and the 2-D UMAP projection."""
+    inertia = kmeans_inertia(x, seed=seed).assign(embedding=name)
+    labels = kmeans_labels(x, N_CLUSTERS, seed)
+    means = props.groupby(labels).mean()
+    means.insert(0, "frequency", pd.Series(labels).value_counts(normalize=True).sort_index().to_numpy())
+    counts = hdbscan_counts(x, min_samples=HDBSCAN_MIN_SAMPLES)
+    return {
+        "inertia": inertia,
+        "clusters": means.rename_axis("cluster").reset_index().assign(embedding=name),
+        "ami": {"embedding": name, **ami_with_bins(labels, props, N_PROPERTY_BINS)},
+        "hdbscan": pd.DataFrame({"embedding": name, "label": counts.index, "count": counts.to_numpy(),
+                                 "fraction": counts.to_numpy() / len(x)}),
+        "umap": umap_2d(x, seed=seed),
+    }
 
 
 def quantile_bins(values, n_bins: int) -> np.ndarray:
@@ -28,7 +52,7 @@ def kmeans_labels(x: np.ndarray, k: int = 3, seed: int = 0) -> np.ndarray:
 
 
 def ami_with_bins(labels: np.ndarray, properties: pd.DataFrame, n_bins: int = 3) -> dict:
-    """AMI between cluster labels and each property's low/medium/high bins (seed 001 Tables 8 and 10)."""
+    """AMI between cluster labels and each property's low/medium/high bins (AstroCLIP benchmark Tables 8 and 10)."""
     from sklearn.metrics import adjusted_mutual_info_score
 
     return {c: adjusted_mutual_info_score(quantile_bins(properties[c].to_numpy(), n_bins), labels) for c in properties}
@@ -57,7 +81,7 @@ def outlier_mask(residuals: np.ndarray) -> np.ndarray:
 
 
 def outlier_recurrence(abs_residuals: pd.DataFrame) -> pd.Series:
-    """How many objects are outliers in exactly 1, 2, ..., all of the properties (seed 001 Table 18).
+    """How many objects are outliers in exactly 1, 2, ..., all of the properties (AstroCLIP benchmark Table 18).
 
     Every count from 1 to the number of properties is listed, zeros included: a small test split can
     have no outlier at all, and that is a result to report, not an empty table."""
@@ -68,7 +92,7 @@ def outlier_recurrence(abs_residuals: pd.DataFrame) -> pd.Series:
 
 
 def mdl_bin_count(data, k_min: int = 1, k_max: int = 50) -> int:
-    """Histogram bin count by minimum description length (seed 001, Algorithm 1).
+    """Histogram bin count by minimum description length (AstroCLIP benchmark, Algorithm 1).
 
     MDL(k) = L_data + L_model with L_model = (k - 1)/2 log N and L_data the code length of the data
     under the k-bin histogram density, -sum_i c_i log(p_i / w), p_i = max(c_i / N, 1e-12), w the bin

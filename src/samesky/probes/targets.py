@@ -5,7 +5,7 @@ PROVABGS columns (DESI EDR value-added catalogue, joined on TARGETID): LOG_MSTAR
 (mass-weighted metallicity, linear), TAGE_MW (Gyr), AVG_SFR (Msun/yr). Targets:
 - log_mstar = LOG_MSTAR; log_z_mw = log10 Z_MW; t_age = TAGE_MW;
 - log_ssfr = log10(AVG_SFR) - LOG_MSTAR, the physical specific SFR (default), or, with
-  ``ssfr="astroclip"``, ln(AVG_SFR) - ln(Z_MW) as AstroCLIP's code computes it (seed 001's anchor).
+  ``ssfr="astroclip"``, ln(AVG_SFR) - ln(Z_MW) as AstroCLIP's code computes it (the AstroCLIP benchmark's anchor).
 R^2 does not change under an affine map of a target, so log10 vs ln of Z_MW is immaterial.
 """
 
@@ -25,7 +25,7 @@ LABELS = {"log_mstar": "log M*", "log_z_mw": "log Z_MW", "t_age": "t_age", "log_
 PROVABGS_COLUMNS = ("TARGETID", "LOG_MSTAR", "Z_MW", "TAGE_MW", "AVG_SFR")
 SSFR_DEFINITIONS = {
     "physical": "log10(AVG_SFR) - LOG_MSTAR (specific SFR, per yr)",
-    "astroclip": "ln(AVG_SFR) - ln(Z_MW) (as in AstroCLIP's code; seed 001's anchor)",
+    "astroclip": "ln(AVG_SFR) - ln(Z_MW) (as in AstroCLIP's code; the AstroCLIP benchmark's anchor)",
 }
 
 

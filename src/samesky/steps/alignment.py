@@ -1,0 +1,75 @@
+"""Alignment: every score of one pair with its null and CKA, the Platonic Universe's tables and Figure 1,
+and the dataset-size curves of Plato's Cave."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ..align import tables
+from ..align.curves import class_labels, class_source, pair_size_curves, size_curve_figures
+from ..align.scores import EmbeddingFile
+from ..align.scores import align_pair as pair_scores
+from ..io import load_dataset_dir, write_csv, write_text
+from ..report import caption
+from .runner import step
+
+
+def _files(settings) -> list[EmbeddingFile]:
+    return [EmbeddingFile(**f) for f in settings["files"]]
+
+
+@step(reads=("alignment.k", "alignment.n_permutations", "seed"))
+def align_pair(inputs, outputs, settings):
+    """Every crossmodal and intramodal score of pair ``settings.pair`` (sides ``settings.surveys``; its
+    embeddings files ``settings.files``)."""
+    reference, other = settings["surveys"]
+    opts = settings["alignment"]
+    scores = pair_scores(settings["pair"], reference, other, _files(settings), opts["k"], opts["n_permutations"],
+                         settings["seed"])
+    write_csv(outputs.scores, scores)
+    return {"pair": settings["pair"], "inputs": [f["path"] for f in settings["files"]]}
+
+
+@step(reads=("alignment.table_k", "alignment.hsc_pair"))
+def alignment_tables(inputs, outputs, settings):
+    """Tables 1 and 2 and the CKA table (CSV, Markdown, LaTeX, captions from ``settings.captions``), the
+    trend tests and Figure 1."""
+    k = settings["alignment"]["table_k"]
+    scores = pd.concat([pd.read_csv(p) for p in inputs.all("scores")], ignore_index=True)
+    made = {"table1": (tables.intramodal_table(scores, k, settings["alignment"]["hsc_pair"]), "tab:intramodal"),
+            "table2": (tables.crossmodal_table(scores, k), "tab:crossmodal"),
+            "cka": (tables.crossmodal_table(scores, k, measure="cka_debiased"), "tab:cka")}
+    for name, (table, label) in made.items():
+        text = caption(settings["captions"][name], settings)
+        write_csv(outputs[name], table)
+        write_text(outputs[f"{name}_md"], tables.to_markdown(table, text))
+        write_text(outputs[f"{name}_tex"], tables.to_latex(table, text, label))
+    write_csv(outputs.trends, tables.trend_tests(scores, k))
+    tables.figure1(scores, k, outputs.figure1)
+
+
+@step(reads=("alignment.k", "alignment.size_curves"))
+def size_curves(inputs, outputs, settings):
+    """MKNN against dataset size, with the class decomposition, for every crossmodal comparison of one pair."""
+    opts = settings["alignment"]
+    classes = opts["size_curves"]["classes"]
+    reference, other = settings["surveys"]
+    if classes["source"] == "truth":
+        labels = class_labels(classes, reference, truth=pd.read_parquet(inputs.truth))
+    else:
+        labels = class_labels(classes, reference, dataset=load_dataset_dir(inputs.dataset))
+    curves = pair_size_curves(reference, other, _files(settings), opts["k"], opts["size_curves"]["seeds"], labels,
+                              opts["size_curves"]["smallest"])
+    curves.insert(0, "pair", settings["pair"])
+    curves["property"] = class_source(classes) if labels is not None else ""
+    write_csv(outputs.table, curves)
+    return {"pair": settings["pair"]}
+
+
+@step(reads=("alignment.size_curves.decomposition_model",))
+def size_curve_summary(inputs, outputs, settings):
+    """All pairs' size curves in one table, and their two figures (MKNN against N; the decomposition)."""
+    curves = pd.concat([pd.read_csv(p) for p in inputs.all("tables")], ignore_index=True)
+    write_csv(outputs.table, curves)
+    size_curve_figures(curves, outputs.mknn, outputs.decomposition,
+                       settings["alignment"]["size_curves"]["decomposition_model"])

@@ -1,0 +1,59 @@
+"""Crossmatch: each pair crossmatched here (one-to-one within the radius) or audited against it, and the
+tables of all pairs."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pandas as pd
+
+from ..config import is_paired_upstream
+from ..io import load_dataset_dir, save_dataset, write_csv
+from ..mini_universe.truth import truth_recovery
+from ..pairs import audit_crossmatched, crossmatch_datasets
+from .runner import step
+
+log = logging.getLogger(__name__)
+
+
+@step(reads=("crossmatch",))
+def crossmatch(inputs, outputs, settings):
+    """Pair ``settings.pair``: crossmatch its parent datasets (inputs ``reference``, ``other``) or audit its
+    dataset paired upstream (input ``paired``); ``settings.surveys`` are its sides."""
+    pair, (ref_survey, other_survey) = settings["pair"], settings["surveys"]
+    radius = settings["crossmatch"]["radius_arcsec"]
+    if is_paired_upstream(pair):
+        paired, pairs, summary = audit_crossmatched(
+            load_dataset_dir(inputs.paired), ref_survey, other_survey, radius, rename=pair["rename"],
+            name=pair["dataset"], require_positions=settings["crossmatch"]["require_positions"])
+    else:
+        paired, pairs, summary = crossmatch_datasets(
+            load_dataset_dir(inputs.reference), load_dataset_dir(inputs.other), ref_survey, other_survey, radius,
+            ref_name=pair["reference_dataset"], other_name=pair["other_dataset"])
+    log.info("%s: %s", pair["name"], json.dumps(summary))
+    summary = {"pair": pair["name"], "reference": ref_survey, "other": other_survey, **summary}
+    save_dataset(paired, outputs.dataset)
+    write_csv(outputs.pairs, pairs)
+    write_csv(outputs.summary, pd.DataFrame([summary]))
+    return {"pair": pair, "summary": summary}
+
+
+@step()
+def crossmatch_summary(inputs, outputs, settings):
+    """Every pair's crossmatch summary in one table."""
+    write_csv(outputs.table, pd.concat([pd.read_csv(p) for p in inputs.all("summaries")], ignore_index=True))
+
+
+@step()
+def crossmatch_truth_recovery(inputs, outputs, settings):
+    """Embedded default: completeness and purity of each crossmatch against the mini universe's true pairs
+    (``settings.pairs``: name, reference and other survey of each, in the order of ``inputs.pairs``)."""
+    truth = pd.read_parquet(inputs.truth)
+    rows = []
+    for pair, path in zip(settings["pairs"], inputs.all("pairs")):
+        found = pd.read_csv(path, dtype=str).astype({"separation_arcsec": float})
+        row = {"pair": pair["name"], **truth_recovery(truth, found, pair["reference"], pair["other"])}
+        log.info("%s", row)
+        rows.append(row)
+    write_csv(outputs.table, pd.DataFrame(rows))

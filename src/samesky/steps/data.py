@@ -1,0 +1,30 @@
+"""Data: the embedded default's mini universe, and every dataset loaded and saved with its revision."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..astroclip_data import convert_astroclip_h5
+from ..hub import download_dataset as load_and_save
+from ..mini_universe import build_mini_universe
+from ..provenance import dataset_entry
+from .runner import step
+
+
+@step(reads=("mini_universe", "seed"))
+def mini_universe(inputs, outputs, settings):
+    """Generate the mini universe: one Hub-layout dataset per survey, a PROVABGS-like catalogue, the truth."""
+    truth = build_mini_universe(settings["mini_universe"], settings["seed"], outputs.hub, outputs.truth)
+    return {"n_objects": len(truth)}
+
+
+@step()
+def download_dataset(inputs, outputs, settings):
+    """Load one dataset (``settings.dataset``, its config entry) from ``settings.source`` and save it."""
+    d = settings["dataset"]
+    if d["format"] == "astroclip_h5":  # AstroCLIP's evaluation file, read into the pair layout
+        info = convert_astroclip_h5(settings["source"], outputs.data, split=d["split"])
+    else:
+        info = load_and_save(settings["source"], outputs.data, revision=d["revision"], split=d["split"],
+                             config_name=d["config_name"], cache_dir=Path(outputs.data).parent)
+    return {"datasets": {d["name"]: dataset_entry(info)}, "dataset": d["name"], **info}

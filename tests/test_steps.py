@@ -1,0 +1,122 @@
+"""The step layer: every rule's step runs without Snakemake, its log file catches everything (records,
+warnings, stdout/stderr, the traceback of a failure), settings have no fallbacks, and every config key a
+step reads is defined in the schema with a default or as required."""
+
+import json
+import logging
+import subprocess
+import sys
+import warnings
+
+import pandas as pd
+import pytest
+import yaml
+
+from samesky import steps
+from samesky.steps import STEPS, Settings, Step
+
+SCHEMA = "workflow/schemas/config.schema.yaml"
+
+
+def _failing(inputs, outputs, settings):
+    logging.getLogger("samesky.test").info("a log record from the package")
+    warnings.warn("a warning the log must keep", UserWarning)
+    print("printed to stdout")
+    print("printed to stderr", file=sys.stderr)
+    raise ValueError(f"bad value in field '{settings['field']}'")
+
+
+def test_a_failing_step_leaves_its_traceback_warnings_and_output_in_its_log(tmp_path, capsys):
+    log_file = tmp_path / "logs" / "failing.log"
+    with pytest.raises(ValueError, match="bad value in field 'x'"):
+        Step("failing", _failing, ()).run({}, {"provenance": str(tmp_path / "p.json")}, {"field": "x"},
+                                          log_file=log_file)
+    text = log_file.read_text()
+    for expected in ("INFO samesky.test: a log record from the package", "UserWarning: a warning the log must keep",
+                     "printed to stdout", "printed to stderr", "ERROR samesky.steps.failing: step failing failed",
+                     "Traceback (most recent call last)", "ValueError: bad value in field 'x'"):
+        assert expected in text, expected
+    assert not (tmp_path / "p.json").exists()  # a failed step writes no provenance
+    # the console still gets the messages, and logging is back to normal afterwards
+    assert "printed to stderr" in capsys.readouterr().err
+    logging.getLogger("samesky.test").warning("after the step")
+    assert "after the step" not in log_file.read_text()
+
+
+def test_settings_have_no_fallbacks():
+    settings = Settings({"probes": {"n_folds": 5}, "pair": "desi_hsc"}, "probe_regressions")
+    assert settings["probes"]["n_folds"] == 5 and isinstance(settings["probes"], Settings)
+    with pytest.raises(KeyError, match=r"probe_regressions.probes has no 'mlp' \(has \['n_folds'\]\)"):
+        settings["probes"]["mlp"]
+    with pytest.raises(TypeError, match="settings have no fallbacks"):
+        settings["probes"].get("mlp", "hidden32")
+    assert json.loads(json.dumps(settings)) == {"probes": {"n_folds": 5}, "pair": "desi_hsc"}
+
+
+def _schema_node(schema, node):
+    return schema["$defs"][node["$ref"].rsplit("/", 1)[1]] if "$ref" in node else node
+
+
+def test_every_key_a_step_reads_is_defined_in_the_schema_with_its_default(repo):
+    """A key left out of the schema, or optional there without a default, would leave a step to invent a
+    fallback. Top-level sections may be absent (their rules then have nothing to do)."""
+    schema = yaml.safe_load((repo / SCHEMA).read_text())
+    assert len(STEPS) >= 23
+    for name, s in STEPS.items():
+        for key in s.reads:
+            node = schema
+            for depth, part in enumerate(key.split(".")):
+                properties = node.get("properties", {})
+                assert part in properties, f"step {name} reads config key '{key}', which the schema does not define"
+                if depth > 0:
+                    assert part in node.get("required", []) or "default" in properties[part], (
+                        f"step {name} reads '{key}', optional in the schema and without a default")
+                node = _schema_node(schema, properties[part])
+
+
+def test_every_rule_has_its_step(repo):
+    out = subprocess.run([sys.executable, "-m", "snakemake", "--list-rules"], cwd=repo, capture_output=True,
+                         text=True, check=True).stdout
+    rules = {line.split()[0] for line in out.splitlines() if line.strip() and line.split()[0] != "all"}
+    assert rules == set(STEPS)
+    assert list((repo / "workflow" / "scripts").iterdir()) == [repo / "workflow" / "scripts" / "step.py"]
+
+
+def test_a_step_runs_without_snakemake_and_carries_its_inputs_provenance(tmp_path):
+    """crossmatch_summary, called as samesky.steps.crossmatch_summary.run: its table, and a provenance
+    record that names the datasets its inputs' records name."""
+    summaries, records = [], []
+    for pair, dataset in (("a_hsc", "a"), ("b_hsc", "b")):
+        path = tmp_path / f"{pair}.csv"
+        pd.DataFrame([{"pair": pair, "matched": 3}]).to_csv(path, index=False)
+        record = tmp_path / f"{pair}.provenance.json"
+        record.write_text(json.dumps({"datasets": {dataset: {"source": dataset}}, "models": {}}))
+        summaries.append(str(path))
+        records.append(str(record))
+    out = {"table": str(tmp_path / "summary.csv"), "provenance": str(tmp_path / "summary.provenance.json")}
+    steps.crossmatch_summary.run({"summaries": summaries, "provenance": records}, out, {},
+                                 config={"preset": "test", "seed": 1}, log_file=tmp_path / "summary.log")
+    assert list(pd.read_csv(out["table"])["pair"]) == ["a_hsc", "b_hsc"]
+    rec = json.loads((tmp_path / "summary.provenance.json").read_text())
+    assert rec["step"] == "crossmatch_summary" and set(rec["datasets"]) == {"a", "b"} and rec["seed"] == 1
+
+
+def test_a_failing_rule_writes_its_traceback_to_its_log_file(repo, tmp_path):
+    """Through Snakemake: a dataset source with no data files fails the download job, and the reason is in
+    results/logs/download_dataset/<name>.log, not only in Snakemake's own output."""
+    (tmp_path / "not_a_dataset").mkdir()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({
+        "results": str(tmp_path / "results"), "resources": str(tmp_path / "resources"),
+        "datasets": [{"name": "broken", "kind": "image", "survey": "hsc", "source": str(tmp_path / "not_a_dataset")},
+                     {"name": "desi", "kind": "spectrum", "survey": "desi", "source": "mini"}],
+        "pairs": [{"name": "desi_hsc", "reference_dataset": "broken", "other_dataset": "desi"}],
+        "alignment": {"hsc_pair": "desi_hsc"}}))
+    target = tmp_path / "resources" / "data" / "broken.provenance.json"
+    proc = subprocess.run([sys.executable, "-m", "snakemake", str(target), "--cores", "1", "--configfile", str(bad)],
+                          cwd=repo, capture_output=True, text=True)
+    assert proc.returncode != 0
+    log = (tmp_path / "results" / "logs" / "download_dataset" / "broken.log").read_text()
+    assert "Traceback (most recent call last)" in log and "step download_dataset failed" in log
+    assert "EmptyDatasetError" in log and "doesn't contain any data files" in log
+    assert not target.exists()

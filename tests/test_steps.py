@@ -120,3 +120,9 @@ def test_a_failing_rule_writes_its_traceback_to_its_log_file(repo, tmp_path):
     assert "Traceback (most recent call last)" in log and "step download_dataset failed" in log
     assert "EmptyDatasetError" in log and "doesn't contain any data files" in log
     assert not target.exists()
+
+
+def test_every_step_is_reachable_by_its_rule_name():
+    """samesky.steps.<rule> is the step, for every rule (a stage module named like a rule would shadow it)."""
+    for name, s in STEPS.items():
+        assert getattr(steps, name) is s, name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import platform
@@ -18,6 +19,7 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+@functools.lru_cache(maxsize=None)
 def package_versions(names=PACKAGES) -> dict:
     out = {"python": platform.python_version()}
     for name in names:
@@ -62,7 +64,7 @@ def record(config: dict, step: str, upstream=(), datasets: dict | None = None, m
         "preset": config.get("preset"),
         "seed": config.get("seed"),
         "config_sha256": config_hash(config),
-        "versions": package_versions(),
+        "versions": dict(package_versions()),
         **behind,
         **extra,
     }

@@ -44,6 +44,9 @@ class ModelSpec:
     subfolder: str | None = None  # AstroPT keeps each size in a folder of one repository
     revision: str = HUB_REVISION
     reads: tuple[str, ...] | None = None  # the only surveys whose data the model takes (None: any of its modality)
+    # what it takes: "rgb", 8-bit images made by the study's scaling, shared by every such model of a
+    # (pair, side); "flux", calibrated image flux it scales itself (AstroCLIP); or "spectrum"
+    takes: str = "rgb"
 
     @property
     def name(self) -> str:
@@ -91,14 +94,14 @@ _SPECS = [
       for size, patch, p, h, l, nh in [("base", 16, 86, 32, 2, 2), ("large", 16, 304, 48, 3, 3), ("huge", 14, 632, 64, 4, 4)]],
     ModelSpec("specformer", "base", "polymathic-ai/specformer", 43, "spectrum",
               "final-LayerNorm token mean (statistics token excluded)", 7781,
-              {"embed_dim": 32, "num_layers": 2, "num_heads": 2}),
+              {"embed_dim": 32, "num_layers": 2, "num_heads": 2}, takes="spectrum"),
     # AstroCLIP: one checkpoint holds all three (the image backbone, frozen while aligning, is AstroDINO)
     ModelSpec("astroclip", "image", "polymathic-ai/astroclip", 315, "image", "cross-attention head (aligned)", 144,
-              _astroclip_mini(), reads=("legacysurvey",)),
+              _astroclip_mini(), reads=("legacysurvey",), takes="flux"),
     ModelSpec("astroclip", "spectrum", "polymathic-ai/astroclip", 56, "spectrum", "cross-attention head (aligned)",
-              7781, _astroclip_mini(), reads=("desi", "sdss")),
+              7781, _astroclip_mini(), reads=("desi", "sdss"), takes="spectrum"),
     ModelSpec("astrodino", "large", "polymathic-ai/astroclip", 302, "image", "CLS token (AstroDINO, unaligned)", 144,
-              _astroclip_mini(), reads=("legacysurvey",)),
+              _astroclip_mini(), reads=("legacysurvey",), takes="flux"),
 ]
 
 REGISTRY: dict[tuple[str, str], ModelSpec] = {(s.family, s.size): s for s in _SPECS}

@@ -14,11 +14,12 @@ rule align_pair:
         pair="{pair}",
         surveys=pair_sides,
         files=pair_files,
+        upstream=pair_upstream,
     log:
         f"{RESULTS}/logs/align_pair/{{pair}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/align_pair/{{pair}}.tsv"
-    threads: 4
+    threads: config["alignment"]["threads"]
     resources:
         mem_mb=16000,
         runtime=240,
@@ -69,11 +70,12 @@ rule size_curves:
         pair="{pair}",
         surveys=pair_sides,
         files=pair_files,
+        upstream=pair_upstream,
     log:
         f"{RESULTS}/logs/size_curves/{{pair}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/size_curves/{{pair}}.tsv"
-    threads: 4
+    threads: config["alignment"]["threads"]
     resources:
         mem_mb=16000,
         runtime=240,

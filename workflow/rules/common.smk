@@ -161,30 +161,69 @@ def embedding_jobs(pair=None):
     ]
 
 
+def model_sides(model):
+    """The (pair, survey) sides one model embeds: one embedding job writes all of them."""
+    return [(pair, survey) for pair, survey, m in embedding_jobs() if m == model]
+
+
+def embedded_models():
+    return list(dict.fromkeys(model for _, _, model in embedding_jobs()))
+
+
+def embedding_dir(model):
+    """One model's embeddings, every side in one folder: the output of its one embedding job."""
+    return f"{RESULTS}/embeddings/{model}"
+
+
 def embedding_path(pair, survey, model):
-    return f"{RESULTS}/embeddings/{pair}/{survey}/{model}.parquet"
+    return f"{embedding_dir(model)}/{pair}/{survey}.parquet"
 
 
-def embedding_targets():
-    return [embedding_path(*job) for job in embedding_jobs()]
+def side_dataset(pair, survey):
+    """The pair dataset a side is read from: SDSS spectra after resampling onto the DESI grid."""
+    if survey in RESAMPLED_SURVEYS:
+        return f"{RESULTS}/spectra/{pair}/dataset"
+    return f"{RESULTS}/crossmatch/{pair}/dataset"
 
 
-def embedding_dataset(wildcards):
-    """The pair dataset an embedding job reads: SDSS spectra after resampling onto the DESI grid."""
-    if wildcards.survey in RESAMPLED_SURVEYS:
-        return f"{RESULTS}/spectra/{wildcards.pair}/dataset"
-    return f"{RESULTS}/crossmatch/{wildcards.pair}/dataset"
+def prepared_images(pair, survey):
+    """The files of one (pair, side) prepared as 8-bit RGB for every model that takes RGB."""
+    folder = f"{RESULTS}/images/{pair}/{survey}"
+    return {"rgb": f"{folder}/rgb.npy", "objects": f"{folder}/objects.parquet", "provenance": f"{folder}/provenance.json"}
 
 
 def embedding_inputs(wildcards):
-    dataset = embedding_dataset(wildcards)
-    return {"dataset": dataset, "provenance": provenance_of(dataset), "model": model_dir(wildcards.model)}
+    """The model, and what it reads of each side it embeds, in the order of ``embedding_sides``: the
+    prepared RGB images (rgb models), or the pair dataset (image flux, spectra); each with its record."""
+    inputs = {"model": model_dir(wildcards.model), "images": [], "objects": [], "datasets": [], "provenance": []}
+    for pair, survey in model_sides(wildcards.model):
+        if MODELS[wildcards.model].takes == "rgb":
+            files = prepared_images(pair, survey)
+            inputs["images"].append(files["rgb"])
+            inputs["objects"].append(files["objects"])
+            inputs["provenance"].append(files["provenance"])
+        else:
+            inputs["datasets"].append(side_dataset(pair, survey))
+            inputs["provenance"].append(provenance_of(side_dataset(pair, survey)))
+    return inputs
 
 
-def specformer_pooling_of(wildcards):
+def embedding_sides(wildcards):
+    """Each side the job embeds: its pair and survey, and the pair's Specformer pooling."""
+    return [{"pair": pair, "survey": survey, "specformer_pooling": specformer_pooling_of(pair)}
+            for pair, survey in model_sides(wildcards.model)]
+
+
+def specformer_pooling_of(pair):
     """The pair's own Specformer pooling, else the embedding section's (the two papers pool differently)."""
-    own = PAIRS[wildcards.pair]["specformer_pooling"]
+    own = PAIRS[pair]["specformer_pooling"]
     return own if own is not None else config["embedding"]["specformer_pooling"]
+
+
+def embed_threads():
+    """One thread on the CPU (the mini models gain nothing from more, and jobs then run side by side); on a
+    GPU node, one more per background image reader."""
+    return 1 + config["embedding"]["loader_workers"] if config["embedding"]["gpu"] else 1
 
 
 def embed_mem_mb(wildcards):
@@ -196,7 +235,8 @@ def embed_gpu_mem_mb(wildcards):
 
 
 def embed_runtime(wildcards):
-    return 30 + int(MODELS[wildcards.model].params_m / 10)
+    """Minutes for every side of one model (the paper's largest pair has 102k objects a side)."""
+    return 30 + int(MODELS[wildcards.model].params_m / 10) * len(model_sides(wildcards.model))
 
 
 # Alignment ---------------------------------------------------------------------------------------------
@@ -212,8 +252,14 @@ def pair_embedding_files(pair):
 
 
 def pair_embeddings(wildcards):
-    paths = [f["path"] for f in pair_embedding_files(wildcards.pair)]
-    return {"embeddings": paths, "provenance": [provenance_of(p) for p in paths]}
+    """The embedding folders of the models of one pair."""
+    return {"embeddings": [embedding_dir(m) for m in dict.fromkeys(m for _, _, m in embedding_jobs(wildcards.pair))]}
+
+
+def pair_upstream(wildcards):
+    """The records of the pair's embeddings files. They lie inside the models' folders, which Snakemake
+    does not take as inputs file by file, so the steps get them as params (``upstream``)."""
+    return [provenance_of(f["path"]) for f in pair_embedding_files(wildcards.pair)]
 
 
 def pair_files(wildcards):
@@ -277,8 +323,12 @@ def probe_embedding_path(wildcards):
     return embedding_path(config["probes"]["pair"], wildcards.survey, wildcards.model)
 
 
-def probe_regression_provenance(wildcards):
-    return [provenance_of(probe_embedding_path(wildcards)), f"{RESULTS}/probes/sample.provenance.json"]
+def probe_embedding_dir(wildcards):
+    return embedding_dir(wildcards.model)
+
+
+def probe_embedding_upstream(wildcards):
+    return [provenance_of(probe_embedding_path(wildcards))]
 
 
 def predictions_of(embeddings):
@@ -311,10 +361,14 @@ def probe_sample_inputs(wildcards):
     return inputs
 
 
+def structure_files():
+    return [embedding_path(config["probes"]["pair"], s, m) for s, m in structure_embeddings()]
+
+
 def structure_inputs(wildcards):
-    paths = [embedding_path(config["probes"]["pair"], s, m) for s, m in structure_embeddings()]
-    return {"sample": f"{RESULTS}/probes/sample.parquet", "embeddings": paths,
-            "provenance": [provenance_of(p) for p in paths] + [f"{RESULTS}/probes/sample.provenance.json"]}
+    return {"sample": f"{RESULTS}/probes/sample.parquet",
+            "embeddings": list(dict.fromkeys(embedding_dir(m) for _, m in structure_embeddings())),
+            "provenance": f"{RESULTS}/probes/sample.provenance.json"}
 
 
 def probe_tables_inputs(wildcards):

@@ -3,6 +3,8 @@
 
 
 rule mini_universe:
+    # on the critical path (everything reads it): scheduled first, and its step keeps its CPU priority
+    priority: 50
     output:
         hub=directory(MINI_HUB),
         truth=f"{RESOURCES}/mini_universe/truth.parquet",
@@ -24,6 +26,8 @@ rule mini_universe:
 
 
 rule download_dataset:
+    # the mini Specformer's pre-training waits on the DESI spectra: scheduled before the model jobs
+    priority: 50
     input:
         unpack(download_inputs),
     output:
@@ -36,7 +40,7 @@ rule download_dataset:
         f"{RESULTS}/logs/download_dataset/{{dataset}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/download_dataset/{{dataset}}.tsv"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=240,

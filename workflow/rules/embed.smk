@@ -1,8 +1,11 @@
-# Models and embeddings: one embedding job per (model size, pair, side). Each model is made (small random
-# instances, embedded default) or downloaded (paper preset) into resources/models/<family>-<size>/; the
+# Models and embeddings: one embedding job per model size, which loads the model once and embeds every
+# side of every pair it reads into results/embeddings/<family>-<size>/<pair>/<survey>.parquet. Each model
+# is made (small random instances, embedded default) or downloaded (paper preset) into
+# resources/models/<family>-<size>/; the
 # embedded default's mini Specformer is then pre-trained on the mini DESI spectra into results/models/
 # (AstroCLIP's masked reconstruction), since a random spectrum transformer keeps little of a spectrum.
-# SDSS spectra are resampled onto the DESI grid first, so Specformer sees the grid it was trained on.
+# SDSS spectra are resampled onto the DESI grid first, so Specformer sees the grid it was trained on. The
+# images of each (pair, side) are scaled to 8-bit RGB once (prepare_images) for every model that takes RGB.
 
 
 rule fetch_model:
@@ -26,6 +29,10 @@ rule fetch_model:
 
 
 rule pretrain_mini_specformer:
+    # the longest job, on the embedded default's critical path (Specformer's embeddings, then its probes and
+    # scores): started as soon as it can, not after the image jobs; its step keeps its CPU priority
+    # (samesky.steps.runner: the other jobs yield when cores are oversubscribed)
+    priority: 50
     input:
         unpack(pretraining_inputs),
     output:
@@ -70,23 +77,45 @@ rule resample_spectra:
         "../scripts/step.py"
 
 
+rule prepare_images:
+    input:
+        dataset=f"{RESULTS}/crossmatch/{{pair}}/dataset",
+        provenance=f"{RESULTS}/crossmatch/{{pair}}/provenance.json",
+    output:
+        rgb=f"{RESULTS}/images/{{pair}}/{{survey}}/rgb.npy",
+        objects=f"{RESULTS}/images/{{pair}}/{{survey}}/objects.parquet",
+        provenance=f"{RESULTS}/images/{{pair}}/{{survey}}/provenance.json",
+    params:
+        config=step_config("prepare_images"),
+        survey="{survey}",
+    log:
+        f"{RESULTS}/logs/prepare_images/{{pair}}/{{survey}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/prepare_images/{{pair}}/{{survey}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/step.py"
+
+
 rule embed:
     input:
         unpack(embedding_inputs),
     output:
-        embeddings=f"{RESULTS}/embeddings/{{pair}}/{{survey}}/{{model}}.parquet",
-        provenance=f"{RESULTS}/embeddings/{{pair}}/{{survey}}/{{model}}.provenance.json",
+        embeddings=directory(f"{RESULTS}/embeddings/{{model}}"),
     params:
         config=step_config("embed"),
         spec=model_spec,
-        pair="{pair}",
-        survey="{survey}",
-        specformer_pooling=specformer_pooling_of,
+        sides=embedding_sides,
     log:
-        f"{RESULTS}/logs/embed/{{pair}}/{{survey}}/{{model}}.log",
+        f"{RESULTS}/logs/embed/{{model}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/embed/{{pair}}/{{survey}}/{{model}}.tsv"
-    threads: 2
+        f"{RESULTS}/benchmarks/embed/{{model}}.tsv"
+    threads: embed_threads()
     resources:
         gpu=1 if config["embedding"]["gpu"] else 0,
         mem_mb=embed_mem_mb,
@@ -100,11 +129,13 @@ rule embed:
 
 rule embedding_summary:
     input:
-        embeddings=embedding_targets(),
-        provenance=[provenance_of(p) for p in embedding_targets()],
+        embeddings=[embedding_dir(m) for m in embedded_models()],
     output:
         table=f"{RESULTS}/embeddings/summary.csv",
         provenance=f"{RESULTS}/embeddings/summary.provenance.json",
+    params:
+        files=[embedding_path(*job) for job in embedding_jobs()],
+        upstream=[provenance_of(embedding_path(*job)) for job in embedding_jobs()],
     log:
         f"{RESULTS}/logs/embedding_summary.log",
     conda:

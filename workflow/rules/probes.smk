@@ -22,8 +22,8 @@ rule probe_sample:
 rule probe_regressions:
     input:
         sample=f"{RESULTS}/probes/sample.parquet",
-        embeddings=probe_embedding_path,
-        provenance=probe_regression_provenance,
+        embeddings=probe_embedding_dir,
+        provenance=f"{RESULTS}/probes/sample.provenance.json",
     output:
         predictions=f"{RESULTS}/probes/predictions/{{survey}}/{{model}}.parquet",
         provenance=f"{RESULTS}/probes/predictions/{{survey}}/{{model}}.provenance.json",
@@ -31,11 +31,13 @@ rule probe_regressions:
         config=step_config("probe_regressions"),
         survey="{survey}",
         model="{model}",
+        embeddings_file=probe_embedding_path,
+        upstream=probe_embedding_upstream,
     log:
         f"{RESULTS}/logs/probes/regressions/{{survey}}/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/probes/regressions/{{survey}}/{{model}}.tsv"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=120,
@@ -150,6 +152,8 @@ rule probe_structure:
     params:
         config=step_config("probe_structure"),
         embeddings=structure_embeddings(),
+        files=structure_files(),
+        upstream=[provenance_of(p) for p in structure_files()],
     log:
         f"{RESULTS}/logs/probes/probe_structure.log",
     benchmark:

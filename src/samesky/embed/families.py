@@ -25,6 +25,7 @@ from ..registry import ModelSpec
 from .astroclip import (IMAGE_BANDS, RELEASED_ARCH, AstroCLIPEncoder, astroclip_image_inputs, load_astroclip,
                         released_layout)
 from .specformer import RELEASED_HPARAMS, Specformer, load_specformer_checkpoint
+from .transforms import ProcessorTransform
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
@@ -46,8 +47,14 @@ class LoadedModel:
         self.model.to(device)
         return self
 
-    def prepare_images(self, rgb: np.ndarray) -> dict:
-        """(B, H, W, 3) uint8 -> model inputs (CPU tensors)."""
+    def with_pooling(self, specformer_pooling: str) -> LoadedModel:
+        """This model with a pair's own Specformer pooling (the two papers pool differently); families
+        without the choice return themselves."""
+        return self
+
+    def prepare_images(self, rgb) -> dict:
+        """(B, H, W, 3) uint8 RGB (a tensor on the model's device, or an array) -> model inputs, on that
+        device: the model's own resize and normalisation, on the whole batch."""
         raise TypeError(f"{self.family} does not take RGB images")
 
     def prepare_flux(self, flux: np.ndarray) -> dict:
@@ -87,7 +94,8 @@ class TransformersImageModel(LoadedModel):
 
     def __init__(self, model, processor=None):
         super().__init__(model)
-        self.processor = processor
+        self.processor = processor  # the released checkpoint's; its steps run in torch (ProcessorTransform)
+        self.transform = ProcessorTransform(processor) if processor is not None else None
 
     @staticmethod
     def pool(hidden: torch.Tensor) -> torch.Tensor:
@@ -102,8 +110,8 @@ class TransformersImageModel(LoadedModel):
     def mini_config(cls, spec: ModelSpec) -> dict:
         return dict(spec.mini)
 
-    def prepare_images(self, rgb: np.ndarray) -> dict:
-        return {"pixel_values": self.processor(images=list(rgb), return_tensors="pt")["pixel_values"]}
+    def prepare_images(self, rgb) -> dict:
+        return {"pixel_values": self.transform(torch.as_tensor(rgb))}
 
     def embed(self, inputs: dict) -> torch.Tensor:
         return self.pool(self.model(pixel_values=inputs["pixel_values"]).last_hidden_state)
@@ -214,7 +222,7 @@ class AstroPT(LoadedModel):
         self.patch_size = model.modality_registry.get_config("images").patch_size
 
     def prepare_images(self, rgb):
-        return astropt_inputs(rgb, self.patch_size)
+        return astropt_inputs(torch.as_tensor(rgb), self.patch_size)
 
     def embed(self, inputs):
         return self.model.generate_embeddings(inputs)["images"]
@@ -247,9 +255,10 @@ class AstroPT(LoadedModel):
         return cls(model)
 
 
-def astropt_inputs(rgb: np.ndarray, patch: int) -> dict:
-    """AstroPT's image tokens: 16x16 (here ``patch``) patches, each standardised, in spiral order."""
-    x = torch.from_numpy(rgb.astype(np.float32) / 255.0)  # (B, H, W, C)
+def astropt_inputs(rgb: torch.Tensor, patch: int) -> dict:
+    """AstroPT's image tokens from (B, H, W, 3) uint8: 16x16 (here ``patch``) patches, each standardised,
+    in spiral order, on the device the images are on."""
+    x = rgb.to(torch.float32) / 255.0  # (B, H, W, C)
     b, h, w, c = x.shape
     if h % patch or w % patch or h != w:
         raise ValueError(f"AstroPT needs square images divisible by its patch size {patch}, got {h}x{w}")
@@ -257,8 +266,9 @@ def astropt_inputs(rgb: np.ndarray, patch: int) -> dict:
     tokens = x.reshape(b, n, patch, n, patch, c).permute(0, 1, 3, 2, 4, 5).reshape(b, n * n, patch * patch * c)
     std, mean = torch.std_mean(tokens, dim=2, keepdim=True)
     tokens = (tokens - mean) / (std + 1e-8)
-    order = torch.from_numpy(spiral_order(n))
-    return {"images": tokens[:, order], "images_positions": torch.arange(n * n).expand(b, n * n).contiguous()}
+    order = torch.from_numpy(spiral_order(n)).to(x.device)
+    positions = torch.arange(n * n, device=x.device).expand(b, n * n).contiguous()
+    return {"images": tokens[:, order], "images_positions": positions}
 
 
 def spiral_order(n: int) -> np.ndarray:
@@ -288,6 +298,9 @@ class SpecformerModel(LoadedModel):
     def embed(self, inputs):
         tokens = self.model(inputs["flux"])
         return tokens[:, 1:].mean(1) if self.specformer_pooling == "exclude_stats" else tokens.mean(1)
+
+    def with_pooling(self, specformer_pooling):
+        return SpecformerModel(self.model, specformer_pooling)
 
     @classmethod
     def write_mini(cls, spec, folder):

@@ -10,6 +10,7 @@ is blank: it is left out of the scaling sample and not embedded (logged, listed 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -70,31 +71,105 @@ def is_blank(flux: np.ndarray, bad: np.ndarray) -> bool:
     return bool(np.all(bad | (flux == 0)))
 
 
-def compute_scaling(images, wanted, low_pct=5.0, high_pct=99.0, max_images=10_000) -> Scaling:
-    """Per-channel percentiles over the good pixels of up to ``max_images`` non-blank images (in dataset order)."""
-    per_channel = [[] for _ in wanted]
+def _scaling_sample(images, wanted, max_images: int):
+    """(flux, bad) of the first ``max_images`` non-blank images, in order."""
     n = 0
     for object_id, image in images:
         if n >= max_images:
-            break
+            return
         flux, bad = select_bands(image, wanted, object_id)
-        if is_blank(flux, bad):
-            continue
-        for c in range(len(wanted)):
-            per_channel[c].append(flux[c][~bad[c]])
+        if not is_blank(flux, bad):
+            n += 1
+            yield flux, bad
+
+
+def _sort_keys(values: np.ndarray) -> np.ndarray:
+    """float32 values -> uint32 keys that sort as the values do (the sign bit flips the order of negatives)."""
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    return np.where(bits >> np.uint32(31), ~bits, bits | np.uint32(0x80000000))
+
+
+def _key_value(key: int) -> np.float32:
+    bits = key & 0x7FFFFFFF if key >> 31 else ~key & 0xFFFFFFFF
+    return np.array([bits], dtype=np.uint32).view(np.float32)[0]
+
+
+def _rank_in(counts: np.ndarray, rank: int) -> tuple[int, int]:
+    """The bin holding the value of 0-based ``rank``, and the value's rank inside that bin."""
+    cumulative = np.cumsum(counts)
+    b = int(np.searchsorted(cumulative, rank, side="right"))
+    return b, rank - (int(cumulative[b - 1]) if b else 0)
+
+
+def _linear_percentile(order_statistic, n: int, q: float) -> float:
+    """``np.percentile(values, q)`` (method 'linear') of n float32 values, from their order statistics,
+    operation for operation as numpy computes it (_quantile and _lerp): float64 index and weight, the
+    difference of the two neighbours in float32, then float64 interpolation from the nearer side."""
+    virtual = (n - 1) * (q / 100)
+    below = n - 1 if virtual >= n - 1 else int(np.floor(virtual))
+    above = n - 1 if virtual >= n - 1 else below + 1
+    gamma = virtual - below
+    a, b = order_statistic(below), order_statistic(above)
+    diff = np.float64(b - a)
+    if gamma >= 0.5:
+        return float(np.float64(b) - diff * (1 - gamma))
+    return float(np.float64(a) + diff * gamma)
+
+
+def compute_scaling(images, wanted, low_pct=5.0, high_pct=99.0, max_images=10_000) -> Scaling:
+    """Per-channel percentiles over the good pixels of up to ``max_images`` non-blank images (in dataset
+    order), equal to ``np.percentile`` of all those pixels at once, in bounded memory.
+
+    ``images`` is iterated twice (a list, or an object whose ``__iter__`` starts over). The percentiles
+    are found by counting, not sorting: the values' sort keys are counted by their high 16 bits in a
+    first pass, then, within the bins that hold the wanted ranks, by their low 16 bits in a second, which
+    gives the exact order statistics (memory: a few histograms of 65,536 counts, not every pixel of
+    10,000 images: 3 GB for 160-pixel cutouts)."""
+    if iter(images) is images:
+        raise TypeError("compute_scaling reads the images twice: pass a list or a re-iterable collection")
+    n_channels = len(wanted)
+    high_counts = np.zeros((n_channels, 1 << 16), np.int64)
+    n = 0
+    for flux, bad in _scaling_sample(images, wanted, max_images):
+        for c in range(n_channels):
+            high_counts[c] += np.bincount(_sort_keys(flux[c][~bad[c]]) >> np.uint32(16), minlength=1 << 16)
         n += 1
+    totals = high_counts.sum(1)
+    for c, band in enumerate(wanted):
+        if totals[c] == 0:
+            raise ImageError(f"band '{band}': no good pixel in the {n} images used for scaling")
+    # the ranks numpy's linear interpolation reads, per channel: (high bin, rank in bin) of each
+    ranks = [{r: _rank_in(high_counts[c], r) for q in (low_pct, high_pct) for r in _neighbour_ranks(totals[c], q)}
+             for c in range(n_channels)]
+    low_counts = [{b: np.zeros(1 << 16, np.int64) for b, _ in ranks[c].values()} for c in range(n_channels)]
+    for flux, bad in _scaling_sample(images, wanted, max_images):
+        for c in range(n_channels):
+            keys = _sort_keys(flux[c][~bad[c]])
+            high = keys >> np.uint32(16)
+            for b, counts in low_counts[c].items():
+                counts += np.bincount(keys[high == b] & np.uint32(0xFFFF), minlength=1 << 16)
     low, high = [], []
     for c, band in enumerate(wanted):
-        values = np.concatenate(per_channel[c]) if per_channel[c] else np.zeros(0)
-        if values.size == 0:
-            raise ImageError(f"band '{band}': no good pixel in the {n} images used for scaling")
-        lo, hi = np.percentile(values, [low_pct, high_pct])
+        def order_statistic(rank, c=c):
+            b, within = ranks[c][rank]
+            return _key_value((b << 16) | _rank_in(low_counts[c][b], within)[0])
+
+        lo, hi = (_linear_percentile(order_statistic, int(totals[c]), q) for q in (low_pct, high_pct))
         if not hi > lo:
             hi = lo + 1e-6  # a constant band: avoid dividing by zero, the channel scales to 0
             log.warning("band '%s' is constant over the scaling sample", band)
         low.append(float(lo))
         high.append(float(hi))
     return Scaling(tuple(wanted), tuple(low), tuple(high), low_pct, high_pct, n)
+
+
+def _neighbour_ranks(n: int, q: float) -> tuple[int, int]:
+    """The two 0-based ranks numpy's linear percentile interpolates between."""
+    virtual = (n - 1) * (q / 100)
+    if virtual >= n - 1:
+        return n - 1, n - 1
+    below = int(np.floor(virtual))
+    return below, below + 1
 
 
 def to_rgb(image: dict, scaling: Scaling, object_id: str = "?") -> tuple[np.ndarray, int]:
@@ -104,12 +179,154 @@ def to_rgb(image: dict, scaling: Scaling, object_id: str = "?") -> tuple[np.ndar
 
 def scaled_rgb(flux: np.ndarray, bad: np.ndarray, scaling: Scaling) -> tuple[np.ndarray, int]:
     """:func:`to_rgb` on bands already selected with :func:`select_bands`."""
+    rgb, n_bad = scale_batch(flux[None], bad[None], scaling)
+    return rgb[0], int(n_bad[0])
+
+
+def scale_batch(flux: np.ndarray, bad: np.ndarray, scaling: Scaling) -> tuple[np.ndarray, np.ndarray]:
+    """(B, 3, H, W) flux and bad-pixel masks -> (B, H, W, 3) uint8 RGB and the bad pixels of each image:
+    bad pixels set to the low percentile, each channel mapped from [low, high] to [0, 255] (float32)."""
     low = np.asarray(scaling.low, np.float32)[:, None, None]
     high = np.asarray(scaling.high, np.float32)[:, None, None]
     flux = np.where(bad, low, flux)
     scaled = np.clip((flux - low) / (high - low), 0.0, 1.0)
-    rgb = np.round(scaled * 255).astype(np.uint8).transpose(1, 2, 0)
-    return rgb, int(bad.sum())
+    rgb = np.round(scaled * 255).astype(np.uint8).transpose(0, 2, 3, 1)
+    return rgb, bad.sum(axis=(1, 2, 3))
+
+
+class DatasetImages:
+    """(object id, image record) of every row of one image column of a dataset, in row order; each
+    iteration starts over, so the scaling can read the sample twice. Read in Arrow batches."""
+
+    def __init__(self, ds, column: str, batch_size: int = 256):
+        self.ds, self.column, self.batch_size = ds, column, batch_size
+
+    def batches(self):
+        sub = self.ds.select_columns(["object_id", self.column]).with_format("arrow")
+        for start in range(0, len(sub), self.batch_size):
+            table = sub[start:start + self.batch_size]
+            yield [str(i) for i in table.column("object_id").to_pylist()], image_records(table, self.column)
+
+    def __iter__(self):
+        for ids, images in self.batches():
+            yield from zip(ids, images)
+
+    def __len__(self):
+        return len(self.ds)
+
+
+@dataclass
+class PreparedImages:
+    """Every image of a column as 8-bit RGB (rows in dataset order; blank rows left at zero), ready for
+    any model that takes RGB: ``rgb`` (N, H, W, 3) uint8, an array or a memory map of ``rgb.npy``."""
+
+    ids: list[str]
+    rgb: np.ndarray
+    n_bad_pixels: np.ndarray
+    blank: np.ndarray
+    scaling: Scaling
+
+    def metadata(self) -> dict:
+        """What an embeddings file records of its images' preparation."""
+        kept = ~self.blank
+        return {"rgb": self.scaling.as_dict(), "bad_pixels": "set to the channel's low percentile",
+                "images_with_bad_pixels": int(np.count_nonzero(self.n_bad_pixels[kept])),
+                "blank_images": "no data in the RGB bands (all bad or all zero): not embedded",
+                "skipped_objects": [i for i, b in zip(self.ids, self.blank) if b]}
+
+
+def write_objects(prepared: PreparedImages, path) -> None:
+    """The rows of a prepared RGB array: object id, bad pixels replaced, blank; the scaling in the
+    Parquet metadata, so ``read_prepared`` rebuilds everything from the two files."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ..io import atomic_path
+
+    table = pa.table({"object_id": pa.array(prepared.ids, pa.string()), "n_bad_pixels": prepared.n_bad_pixels,
+                      "blank": prepared.blank})
+    table = table.replace_schema_metadata({"samesky": json.dumps({"scaling": prepared.scaling.as_dict()})})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_prepared(rgb_path, objects_path) -> PreparedImages:
+    """What ``prepare_rgb`` wrote: the RGB array memory-mapped, and its rows."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(objects_path)
+        rgb = np.load(rgb_path, mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        raise OSError(f"could not read the prepared images {rgb_path} / {objects_path}: {exc}; rerun the rule "
+                      f"that makes them") from exc
+    if rgb.shape[0] != table.num_rows:
+        raise OSError(f"{rgb_path} holds {rgb.shape[0]} images, {objects_path} {table.num_rows} rows; rerun the "
+                      f"rule that makes them")
+    s = json.loads(table.schema.metadata[b"samesky"])["scaling"]
+    scaling = Scaling(tuple(s["bands"]), tuple(s["low"]), tuple(s["high"]), *s["percentiles"], s["n_images"])
+    return PreparedImages(table.column("object_id").to_pylist(), rgb, table.column("n_bad_pixels").to_numpy(),
+                          table.column("blank").to_numpy(zero_copy_only=False), scaling)
+
+
+def prepare_rgb(ds, column: str, survey: str, max_scaling_images: int = 10_000, rgb_path=None,
+                progress: bool = True) -> PreparedImages:
+    """The dataset-wide RGB scaling of ``ds[column]`` and every image turned into 8-bit RGB with it, once
+    per (pair, side), for every model that reads those images. With ``rgb_path`` the RGB array is written
+    there (a ``.npy`` file, atomically, filled batch by batch) and returned memory-mapped."""
+    from tqdm import tqdm
+
+    from ..io import atomic_path
+
+    bands = rgb_bands(survey)
+    images = DatasetImages(ds, column)
+    scaling = compute_scaling(images, bands, max_images=max_scaling_images)
+    log.info("%s %s: RGB scaling %s", column, bands, scaling.as_dict())
+    first = next(iter(images), None)
+    if first is None:
+        raise ImageError(f"{column}: no images")
+    height, width = np.asarray(first[1]["flux"]).shape[-2:]
+    n = len(images)
+    ids, n_bad, blank = [], np.zeros(n, np.int64), np.zeros(n, bool)
+    with contextlib.ExitStack() as stack:
+        if rgb_path is None:
+            rgb = np.zeros((n, height, width, 3), np.uint8)
+        else:
+            tmp = stack.enter_context(atomic_path(rgb_path))
+            rgb = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, height, width, 3))
+        bar = tqdm(total=n, desc=f"prepare {column}", disable=not progress, mininterval=5)
+        row = 0
+        for batch_ids, records in images.batches():
+            selected = [select_bands(image, bands, oid) for oid, image in zip(batch_ids, records)]
+            keep = [i for i, (flux, bad) in enumerate(selected) if not is_blank(flux, bad)]
+            for i, (flux, _) in enumerate(selected):
+                if flux.shape[-2:] != (height, width):
+                    raise ImageError(f"object {batch_ids[i]}: {column} is {flux.shape[-2]}x{flux.shape[-1]} pixels, "
+                                     f"the first image {height}x{width}")
+            if keep:
+                batch_rgb, batch_bad = scale_batch(np.stack([selected[i][0] for i in keep]),
+                                                   np.stack([selected[i][1] for i in keep]), scaling)
+                rgb[row + np.asarray(keep)] = batch_rgb
+                n_bad[row + np.asarray(keep)] = batch_bad
+            blank[row:row + len(batch_ids)] = True
+            blank[row + np.asarray(keep, dtype=np.int64)] = False
+            ids += batch_ids
+            row += len(batch_ids)
+            bar.update(len(batch_ids))
+        bar.close()
+        if rgb_path is not None:
+            rgb.flush()
+            del rgb
+    if blank.any():
+        log.warning("%s: %d blank images (no data in %s) not embedded: %s", column, int(blank.sum()), bands,
+                    [i for i, b in zip(ids, blank) if b][:20])
+    if rgb_path is not None:
+        rgb = np.load(rgb_path, mmap_mode="r")
+    return PreparedImages(ids, rgb, n_bad, blank, scaling)
 
 
 def image_records(table, column: str) -> list[dict]:

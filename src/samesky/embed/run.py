@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 
 import numpy as np
@@ -11,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from .families import LoadedModel
-from .images import compute_scaling, image_records, is_blank, rgb_bands, scaled_rgb, select_bands
+from .images import DatasetImages, PreparedImages, is_blank, prepare_rgb, select_bands
 from .spectra import usable_fluxes
 
 log = logging.getLogger(__name__)
@@ -35,13 +37,6 @@ def _rows(ds, column: str, batch_size: int):
         yield [str(i) for i in batch["object_id"]], batch[column]
 
 
-def _image_batches(ds, column: str, batch_size: int):
-    sub = ds.select_columns(["object_id", column]).with_format("arrow")
-    for start in range(0, len(sub), batch_size):
-        table = sub[start:start + batch_size]
-        yield [str(i) for i in table.column("object_id").to_pylist()], image_records(table, column)
-
-
 def _records(values):
     """A numpy-formatted struct column comes back as a list of dicts or a dict of lists: give dicts."""
     if isinstance(values, dict):
@@ -50,42 +45,73 @@ def _records(values):
     return list(values)
 
 
+def ordered_prefetch(load, items, workers: int = 2, depth: int | None = None):
+    """``load(item)`` of each item, yielded in the items' order, computed ahead by ``workers`` background
+    threads (at most ``depth`` results waiting): reading the next batch overlaps the model's work on this
+    one. The order is the items' own whatever order the workers finish in; the Platonic Universe code's
+    DataLoader with ``num_workers > 0`` scrambled its rows, so this is tested."""
+    if workers < 1:
+        yield from map(load, items)
+        return
+    depth = depth or 2 * workers
+    with ThreadPoolExecutor(workers, thread_name_prefix="prefetch") as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(load, item))
+            if len(pending) >= depth:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def embed_rgb(rgb: np.ndarray, rows: np.ndarray, model: LoadedModel, batch_size: int = 64, device="auto",
+              bf16: bool = True, workers: int = 2, progress: bool = True) -> np.ndarray:
+    """Embeddings of the given rows of an (N, H, W, 3) uint8 RGB array or memory map, in that order.
+
+    Background threads read and batch the rows (pinned for a fast copy to a GPU); the model's own
+    resize and normalisation then run on the batch on the device (``prepare_images``)."""
+    device = pick_device(device) if isinstance(device, str) else device
+    model.to(device)
+    pin = device.type == "cuda"
+
+    def load(start):
+        batch = torch.from_numpy(np.ascontiguousarray(rgb[rows[start:start + batch_size]]))
+        return batch.pin_memory() if pin else batch
+
+    chunks = []
+    bar = tqdm(total=len(rows), desc="embed", disable=not progress, mininterval=5)
+    with torch.inference_mode(), _autocast(device, bf16):
+        for batch in ordered_prefetch(load, range(0, len(rows), batch_size), workers):
+            inputs = model.prepare_images(batch.to(device, non_blocking=True))
+            chunks.append(model.embed(inputs).float().cpu().numpy())
+            bar.update(len(batch))
+    bar.close()
+    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, 0), np.float32)
+
+
+def embed_prepared(prepared: PreparedImages, model: LoadedModel, batch_size: int = 64, device="auto",
+                   bf16: bool = True, workers: int = 2, progress: bool = True):
+    """Embeddings of every non-blank image of ``prepared``: (ids, float32 array, per-object frame, meta)."""
+    rows = np.flatnonzero(~prepared.blank)
+    emb = embed_rgb(prepared.rgb, rows, model, batch_size, device, bf16, workers, progress)
+    ids = [prepared.ids[i] for i in rows]
+    frame = pd.DataFrame({"object_id": ids, "n_bad_pixels": prepared.n_bad_pixels[rows]})
+    return ids, emb, frame, {"preprocessing": prepared.metadata()}
+
+
 def embed_images(ds, column: str, survey: str, model: LoadedModel, batch_size: int = 64, device="auto",
-                 bf16: bool = True, scaling_images: int = 10_000, progress: bool = True):
-    """Embeddings of the images in ``ds[column]``; returns (ids, float32 array, per-object frame, meta)."""
+                 bf16: bool = True, scaling_images: int = 10_000, progress: bool = True, workers: int = 2):
+    """Embeddings of the images in ``ds[column]``; returns (ids, float32 array, per-object frame, meta).
+    The workflow prepares the RGB once per (pair, side) instead (``prepare_rgb``, then ``embed_prepared``)."""
     device = pick_device(device) if isinstance(device, str) else device
     if model.flux_bands is not None:
         return _embed_flux_images(ds, column, model, batch_size, device, bf16, progress)
-    bands = rgb_bands(survey)
-    sample = ((i, img) for ids, imgs in _image_batches(ds, column, 256) for i, img in zip(ids, imgs))
-    scaling = compute_scaling(sample, bands, max_images=scaling_images)
-    log.info("%s %s: RGB scaling %s", column, bands, scaling.as_dict())
-    model.to(device)
-    ids, chunks, bad_counts, blank = [], [], [], []
-    bar = tqdm(total=len(ds), desc=f"embed {column}", disable=not progress, mininterval=5)
-    with torch.inference_mode(), _autocast(device, bf16):
-        for batch_ids, images in _image_batches(ds, column, batch_size):
-            selected = [(oid, select_bands(img, bands, oid)) for oid, img in zip(batch_ids, images)]
-            keep = [(oid, sel) for oid, sel in selected if not is_blank(*sel)]
-            blank += sorted(set(batch_ids) - {oid for oid, _ in keep})
-            bar.update(len(batch_ids))
-            if not keep:
-                continue
-            rgb, nbad = zip(*(scaled_rgb(*sel, scaling) for _, sel in keep))
-            inputs = {k: v.to(device) for k, v in model.prepare_images(np.stack(rgb)).items()}
-            chunks.append(model.embed(inputs).float().cpu().numpy())
-            ids += [oid for oid, _ in keep]
-            bad_counts += nbad
-    bar.close()
-    emb = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
-    frame = pd.DataFrame({"object_id": ids, "n_bad_pixels": bad_counts})
-    meta = {"preprocessing": {"rgb": scaling.as_dict(), "bad_pixels": "set to the channel's low percentile",
-                              "images_with_bad_pixels": int(np.count_nonzero(bad_counts)),
-                              "blank_images": "no data in the RGB bands (all bad or all zero): not embedded",
-                              "skipped_objects": blank}}
-    if blank:
-        log.warning("%s: %d blank images (no data in %s) not embedded: %s", column, len(blank), bands, blank[:20])
-    return ids, emb.astype(np.float32), frame, meta
+    prepared = prepare_rgb(ds, column, survey, scaling_images, progress=progress)
+    return embed_prepared(prepared, model, batch_size, device, bf16, workers, progress)
+
+
+def _image_batches(ds, column: str, batch_size: int):
+    return DatasetImages(ds, column, batch_size).batches()
 
 
 def _embed_flux_images(ds, column: str, model: LoadedModel, batch_size: int, device, bf16: bool, progress: bool):

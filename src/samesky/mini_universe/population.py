@@ -137,13 +137,19 @@ def continuum(wave_rest, t_age, log_z, log_ssfr, a_v):
     sed = old / _planck(5500.0, t_old) + young / _planck(5500.0, 17000.0) * 0.4
     absorb = np.ones_like(wave_rest)
     metal = 10 ** (1.5 * log_z) * np.clip(t_age / 6.0, 0.2, 1.3) ** 0.5
-    for centre, width, base in ABSORPTION_LINES:
-        absorb -= np.clip(base * metal, 0, 0.7) * np.exp(-0.5 * ((wave_rest - centre) / width) ** 2)
-    for centre, width, base in METAL_FOREST:
-        absorb -= np.clip(base * metal, 0, 0.5) * np.exp(-0.5 * ((wave_rest - centre) / width) ** 2)
     balmer = np.exp(-0.5 * (np.log(t_age / 0.6) / 0.9) ** 2)
-    for centre, width, base in BALMER_ABSORPTION:
-        absorb -= base * balmer * np.exp(-0.5 * ((wave_rest - centre) / width) ** 2)
+    lines = [(ABSORPTION_LINES, lambda base: min(max(base * metal, 0), 0.7)),
+             (METAL_FOREST, lambda base: min(max(base * metal, 0), 0.5)),
+             (BALMER_ABSORPTION, lambda base: base * balmer)]
+    # A line's Gaussian is exactly 0.0 in float64 beyond 38.6 widths, so on a sorted wavelength grid it is
+    # evaluated only within 40 widths of its centre: the same numbers as everywhere, ~20 times fewer exps.
+    window = wave_rest.ndim == 1 and bool(np.all(wave_rest[1:] > wave_rest[:-1]))
+    for table, depth_of in lines:
+        for centre, width, base in table:
+            depth = depth_of(base)
+            lo, hi = (np.searchsorted(wave_rest, (centre - 40 * width, centre + 40 * width)) if window
+                      else (0, wave_rest.shape[-1]))
+            absorb[..., lo:hi] -= depth * np.exp(-0.5 * ((wave_rest[..., lo:hi] - centre) / width) ** 2)
     return sed * np.clip(absorb, 0.05, 1) * 10 ** (-0.4 * a_v * (wave_rest / 5500.0) ** -0.8)
 
 

@@ -3,18 +3,16 @@ and the dataset-size curves of Plato's Cave."""
 
 from __future__ import annotations
 
-import pandas as pd
-
-from ..align import tables
-from ..align.curves import class_labels, class_source, pair_size_curves, size_curve_figures
-from ..align.scores import EmbeddingFile
-from ..align.scores import align_pair as pair_scores
 from ..io import load_dataset_dir, write_csv, write_text
-from ..report import caption
 from .runner import step
 
+# Each step imports what it uses: every job imports this package, and scipy, sklearn or torch cost a job
+# seconds of start-up it should only pay when it needs them.
 
-def _files(settings) -> list[EmbeddingFile]:
+
+def _files(settings):
+    from ..align.scores import EmbeddingFile
+
     return [EmbeddingFile(**f) for f in settings["files"]]
 
 
@@ -22,6 +20,8 @@ def _files(settings) -> list[EmbeddingFile]:
 def align_pair(inputs, outputs, settings):
     """Every crossmodal and intramodal score of pair ``settings.pair`` (sides ``settings.surveys``; its
     embeddings files ``settings.files``)."""
+    from ..align.scores import align_pair as pair_scores
+
     reference, other = settings["surveys"]
     opts = settings["alignment"]
     scores = pair_scores(settings["pair"], reference, other, _files(settings), opts["k"], opts["n_permutations"],
@@ -34,6 +34,11 @@ def align_pair(inputs, outputs, settings):
 def alignment_tables(inputs, outputs, settings):
     """Tables 1 and 2 and the CKA table (CSV, Markdown, LaTeX, captions from ``settings.captions``), the
     trend tests and Figure 1."""
+    import pandas as pd
+
+    from ..align import tables
+    from ..report import caption
+
     k = settings["alignment"]["table_k"]
     scores = pd.concat([pd.read_csv(p) for p in inputs.all("scores")], ignore_index=True)
     made = {"table1": (tables.intramodal_table(scores, k, settings["alignment"]["hsc_pair"]), "tab:intramodal"),
@@ -51,6 +56,10 @@ def alignment_tables(inputs, outputs, settings):
 @step(reads=("alignment.k", "alignment.size_curves"))
 def size_curves(inputs, outputs, settings):
     """MKNN against dataset size, with the class decomposition, for every crossmodal comparison of one pair."""
+    import pandas as pd
+
+    from ..align.curves import class_labels, class_source, pair_size_curves
+
     opts = settings["alignment"]
     classes = opts["size_curves"]["classes"]
     reference, other = settings["surveys"]
@@ -69,6 +78,10 @@ def size_curves(inputs, outputs, settings):
 @step(reads=("alignment.size_curves.decomposition_model",))
 def size_curve_summary(inputs, outputs, settings):
     """All pairs' size curves in one table, and their two figures (MKNN against N; the decomposition)."""
+    import pandas as pd
+
+    from ..align.curves import size_curve_figures
+
     curves = pd.concat([pd.read_csv(p) for p in inputs.all("tables")], ignore_index=True)
     write_csv(outputs.table, curves)
     size_curve_figures(curves, outputs.mknn, outputs.decomposition,

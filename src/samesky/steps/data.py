@@ -4,23 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..astroclip_data import convert_astroclip_h5
-from ..hub import download_dataset as load_and_save
-from ..mini_universe import build_mini_universe
 from ..provenance import dataset_entry
 from .runner import step
 
 
-@step(reads=("mini_universe", "seed"))
+@step(reads=("mini_universe", "seed"), critical_path=True)
 def mini_universe(inputs, outputs, settings):
     """Generate the mini universe: one Hub-layout dataset per survey, a PROVABGS-like catalogue, the truth."""
+    from ..mini_universe import build_mini_universe
+
     truth = build_mini_universe(settings["mini_universe"], settings["seed"], outputs.hub, outputs.truth)
     return {"n_objects": len(truth)}
 
 
-@step()
+@step(critical_path=True)  # the mini Specformer waits on the DESI spectra
 def download_dataset(inputs, outputs, settings):
     """Load one dataset (``settings.dataset``, its config entry) from ``settings.source`` and save it."""
+    from ..astroclip_data import convert_astroclip_h5
+    from ..hub import download_dataset as load_and_save
+
     d = settings["dataset"]
     if d["format"] == "astroclip_h5":  # AstroCLIP's evaluation file, read into the pair layout
         info = convert_astroclip_h5(settings["source"], outputs.data, split=d["split"])

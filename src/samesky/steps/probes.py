@@ -6,19 +6,19 @@ from __future__ import annotations
 import hashlib
 import logging
 
-import numpy as np
-import pandas as pd
-
 from ..io import load_dataset_dir, read_embeddings, write_csv, write_parquet, write_text
-from ..probes import analyses, figures, robustness, structure, targets
-from ..report import caption
 from .runner import step
 
 log = logging.getLogger(__name__)
 
+# Each step imports the analysis modules it uses (scikit-learn, astropy, matplotlib, UMAP): start-up every
+# probe job would otherwise pay.
+
 
 def _predictions(inputs, settings) -> dict:
     """(survey, model) -> that embedding's probe predictions, in the order of ``settings.embeddings``."""
+    import pandas as pd
+
     return {tuple(e): pd.read_parquet(p) for e, p in zip(settings["embeddings"], inputs.all("predictions"))}
 
 
@@ -28,6 +28,10 @@ def _predictions(inputs, settings) -> dict:
 def probe_sample(inputs, outputs, settings):
     """The probe pair's objects with catalogue properties (read from ``settings.catalogue``), with the
     fixed split, brightness class, environment and sky partition of each."""
+    import pandas as pd
+
+    from ..probes import robustness, targets
+
     opts, source = settings["probes"], str(settings["catalogue"])
     pair = opts["pair"]
     ds = load_dataset_dir(inputs.dataset)
@@ -72,12 +76,17 @@ def probe_sample(inputs, outputs, settings):
 
 @step(reads=("probes.split_seed", "probes.n_folds", "probes.n_neighbours", "probes.mlp"))
 def probe_regressions(inputs, outputs, settings):
-    """kNN and MLP probes of the four properties on the embedding ``settings.survey``/``settings.model``."""
-    opts = settings["probes"]
+    """kNN and MLP probes of the four properties on the embedding ``settings.survey``/``settings.model``
+    (the file ``settings.embeddings_file`` in its model's folder)."""
+    import pandas as pd
+
+    from ..probes import analyses
+
+    opts, path = settings["probes"], settings["embeddings_file"]
     sample = pd.read_parquet(inputs.sample)
-    ids, emb, _ = read_embeddings(inputs.embeddings)
+    ids, emb, _ = read_embeddings(path)
     pred = analyses.probe_embedding(sample, ids, emb, opts["split_seed"], opts["n_folds"], opts["n_neighbours"],
-                                    opts["mlp"], name=inputs.embeddings, sample_name=inputs.sample)
+                                    opts["mlp"], name=path, sample_name=inputs.sample)
     log.info("%s/%s: %d objects probed (%d test)", settings["survey"], settings["model"], len(pred),
              (pred["split"] == "test").sum())
     write_parquet(outputs.predictions, pred)
@@ -89,6 +98,11 @@ def probe_regressions(inputs, outputs, settings):
 def probe_tables(inputs, outputs, settings):
     """The benchmark's Tables 3-6: test, train and out-of-fold R^2, bootstrap CIs of the compared pairs
     (``settings.compare``), the Markdown Table 3 (caption from ``settings.caption``) and its figure."""
+    import pandas as pd
+
+    from ..probes import analyses, figures, targets
+    from ..report import caption
+
     opts = settings["probes"]
     sample = pd.read_parquet(inputs.sample)
     predictions = _predictions(inputs, settings)
@@ -106,6 +120,10 @@ def probe_tables(inputs, outputs, settings):
 
 def _group_analysis(inputs, outputs, settings, column: str, panel=None, order=None):
     """R^2 of the out-of-fold predictions per value of the sample's ``column``, with a figure."""
+    import pandas as pd
+
+    from ..probes import analyses, figures
+
     sample = pd.read_parquet(inputs.sample)
     table = analyses.group_table(sample, _predictions(inputs, settings), column)
     write_csv(outputs.table, table)
@@ -117,15 +135,20 @@ def _group_analysis(inputs, outputs, settings, column: str, panel=None, order=No
 @step()
 def probe_environment(inputs, outputs, settings):
     """R^2 per angular-environment bin (the benchmark's Table 15, Figures 10-11)."""
-    def order(sample):
-        return [b for b in robustness.ENV_BINS if b in set(sample["env_bin"])]
+    from ..probes.figures import environment_panel
+    from ..probes.robustness import ENV_BINS
 
-    return _group_analysis(inputs, outputs, settings, "env_bin", figures.environment_panel, order)[2]
+    def order(sample):
+        return [b for b in ENV_BINS if b in set(sample["env_bin"])]
+
+    return _group_analysis(inputs, outputs, settings, "env_bin", environment_panel, order)[2]
 
 
 @step()
 def probe_brightness(inputs, outputs, settings):
     """R^2 per brightness class, and bright minus faint (the benchmark's Tables 16-17)."""
+    from ..probes import analyses
+
     _, table, extra = _group_analysis(inputs, outputs, settings, "brightness")
     write_csv(outputs.difference, analyses.bright_minus_faint(table) if len(table) else table)
     return extra
@@ -134,17 +157,24 @@ def probe_brightness(inputs, outputs, settings):
 @step()
 def probe_sky(inputs, outputs, settings):
     """R^2 per sky partition (the benchmark's Tables 13-14, Figure 9)."""
-    return _group_analysis(inputs, outputs, settings, "sky_group", figures.sky_panel)[2]
+    from ..probes.figures import sky_panel
+
+    return _group_analysis(inputs, outputs, settings, "sky_group", sky_panel)[2]
 
 
 @step(reads=("seed",))
 def probe_structure(inputs, outputs, settings):
     """K-means (inertia, k = 3 clusters and their mean properties), AMI with property bins, HDBSCAN cluster
     counts and UMAP projections of each embedding in ``settings.embeddings`` (the benchmark's §4.3)."""
+    import numpy as np
+    import pandas as pd
+
+    from ..probes import figures, structure, targets
+
     sample = pd.read_parquet(inputs.sample).set_index("object_id")
     parts: dict[str, list] = {"inertia": [], "clusters": [], "ami": [], "hdbscan": []}
     projections = {}
-    for (survey, model), path in zip(settings["embeddings"], inputs.all("embeddings")):
+    for (survey, model), path in zip(settings["embeddings"], settings["files"]):
         name = f"{survey}/{model}"
         ids, emb, _ = read_embeddings(path)
         keep = np.isin(ids.astype(str), sample.index)
@@ -166,6 +196,10 @@ def probe_structure(inputs, outputs, settings):
 def probe_residuals(inputs, outputs, settings):
     """Residual outliers and how often they recur across properties (the benchmark's Table 18), and the
     absolute residual histograms with MDL bin counts (Figure 12)."""
+    import pandas as pd
+
+    from ..probes import analyses, figures
+
     table, histograms = analyses.outlier_table(pd.read_parquet(inputs.sample), _predictions(inputs, settings))
     write_csv(outputs.table, table)
     figures.residual_histograms(histograms, outputs.figure)
@@ -175,6 +209,10 @@ def probe_residuals(inputs, outputs, settings):
 def probe_net_wins(inputs, outputs, settings):
     """Where in each property's range one embedding's probe beats another's, for every compared pair
     (the benchmark's §4.7.2, Figures 13-15)."""
+    import pandas as pd
+
+    from ..probes import analyses, figures
+
     compare = [tuple(map(tuple, ab)) for ab in settings["compare"]]
     table = analyses.net_wins_table(pd.read_parquet(inputs.sample), _predictions(inputs, settings), compare)
     write_csv(outputs.table, table)

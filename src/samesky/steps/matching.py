@@ -6,12 +6,8 @@ from __future__ import annotations
 import json
 import logging
 
-import pandas as pd
-
 from ..config import is_paired_upstream
 from ..io import load_dataset_dir, save_dataset, write_csv
-from ..mini_universe.truth import truth_recovery
-from ..pairs import audit_crossmatched, crossmatch_datasets
 from .runner import step
 
 log = logging.getLogger(__name__)
@@ -21,6 +17,10 @@ log = logging.getLogger(__name__)
 def crossmatch(inputs, outputs, settings):
     """Pair ``settings.pair``: crossmatch its parent datasets (inputs ``reference``, ``other``) or audit its
     dataset paired upstream (input ``paired``); ``settings.surveys`` are its sides."""
+    import pandas as pd
+
+    from ..pairs import audit_crossmatched, crossmatch_datasets
+
     pair, (ref_survey, other_survey) = settings["pair"], settings["surveys"]
     radius = settings["crossmatch"]["radius_arcsec"]
     if is_paired_upstream(pair):
@@ -42,6 +42,8 @@ def crossmatch(inputs, outputs, settings):
 @step()
 def crossmatch_summary(inputs, outputs, settings):
     """Every pair's crossmatch summary in one table."""
+    import pandas as pd
+
     write_csv(outputs.table, pd.concat([pd.read_csv(p) for p in inputs.all("summaries")], ignore_index=True))
 
 
@@ -49,6 +51,10 @@ def crossmatch_summary(inputs, outputs, settings):
 def crossmatch_truth_recovery(inputs, outputs, settings):
     """Embedded default: completeness and purity of each crossmatch against the mini universe's true pairs
     (``settings.pairs``: name, reference and other survey of each, in the order of ``inputs.pairs``)."""
+    import pandas as pd
+
+    from ..mini_universe.truth import truth_recovery
+
     truth = pd.read_parquet(inputs.truth)
     rows = []
     for pair, path in zip(settings["pairs"], inputs.all("pairs")):

@@ -1,0 +1,136 @@
+"""Models and embeddings: fetch (or make) each model, pre-train the mini Specformer, resample SDSS spectra
+onto the DESI grid, embed one side of one pair with one model, and list every embeddings file."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from ..io import load_dataset_dir, read_embeddings, save_dataset, write_csv, write_embeddings
+from ..provenance import lineage, read_records
+from ..surveys import modality_of
+from .runner import step
+
+log = logging.getLogger(__name__)
+
+# The pre-trained weights depend on torch's intra-op thread count (the order of float sums), so it is fixed:
+# every machine, whatever its cores, gets the same mini Specformer (the rule asks for as many threads).
+PRETRAINING_THREADS = 2
+
+
+@step(reads=("model_weights", "seed"))
+def fetch_model(inputs, outputs, settings):
+    """The model ``settings.spec``: a small random instance (model_weights mini) or the released weights."""
+    from ..embed.models import download_model, write_mini_model
+
+    if settings["model_weights"] == "mini":
+        write_mini_model(settings["spec"], outputs.model, seed=settings["seed"])
+    else:
+        download_model(settings["spec"], outputs.model)
+
+
+@step(reads=("mini_specformer_pretraining", "seed"), critical_path=True)
+def pretrain_mini_specformer(inputs, outputs, settings):
+    """Pre-train the random mini Specformer (``inputs.model``) on the spectra of ``inputs.spectra`` with
+    AstroCLIP's masked reconstruction; the spectra's lineage goes into the model's manifest."""
+    import torch
+
+    from ..embed.models import pretrain_mini_specformer as pretrain
+    from ..embed.spectra import flux_matrix
+
+    torch.set_num_threads(PRETRAINING_THREADS)
+    spectra, skipped = flux_matrix(load_dataset_dir(inputs.spectra))
+    source = {"path": inputs.spectra, "datasets": lineage(read_records(inputs.all("provenance")))["datasets"],
+              "n_left_out": len(skipped)}
+    pretrain(inputs.model, outputs.model, spectra, settings["mini_specformer_pretraining"], settings["seed"], source)
+
+
+@step()
+def resample_spectra(inputs, outputs, settings):
+    """One pair's spectra of survey ``settings.survey`` (SDSS) resampled onto the DESI coadd grid."""
+    from ..embed.spectra import resample_dataset
+
+    resampled, report = resample_dataset(load_dataset_dir(inputs.dataset), f"{settings['survey']}_spectrum")
+    done, skipped = report["status"] == "resampled", report["status"] == "skipped"
+    log.info("%d spectra resampled, %d skipped; median %s DESI pixels outside coverage", done.sum(), skipped.sum(),
+             report.loc[done, "n_outside"].median())
+    save_dataset(resampled, outputs.dataset)
+    write_csv(outputs.summary, report)
+    return {"survey": settings["survey"], "grid": "np.linspace(3600, 9824, 7781)", "n_resampled": int(done.sum()),
+            "skipped": report.loc[skipped, "object_id"].tolist()}
+
+
+@step(reads=("embedding.scaling_images",))
+def prepare_images(inputs, outputs, settings):
+    """Side ``settings.survey`` of a pair as 8-bit RGB, once for every model that takes RGB: the dataset-wide
+    percentile scaling, then every image scaled (``outputs.rgb``, memory-mappable) and its row facts."""
+    from ..embed.images import prepare_rgb, write_objects
+
+    survey = settings["survey"]
+    prepared = prepare_rgb(load_dataset_dir(inputs.dataset), f"{survey}_image", survey,
+                           settings["embedding"]["scaling_images"], rgb_path=outputs.rgb)
+    write_objects(prepared, outputs.objects)
+    return {"survey": survey, "n_images": len(prepared.ids), "preprocessing": prepared.metadata()}
+
+
+@step(reads=("embedding",), records=True)
+def embed(inputs, outputs, settings, record):
+    """Every side ``settings.sides`` of one model ``settings.spec``, the model loaded once: from the prepared
+    RGB images (``inputs.images``, ``inputs.objects``) or the pair datasets (``inputs.datasets``: image
+    flux, spectra), each written with its record into the model's folder ``outputs.embeddings``."""
+    from pathlib import Path
+
+    from ..embed.images import read_prepared
+    from ..embed.models import load_model, model_record, read_manifest
+    from ..embed.run import embed_images, embed_prepared, embed_spectra, pick_device
+    from ..io import atomic_path, write_json
+
+    opts, spec = settings["embedding"], settings["spec"]
+    model = load_model(inputs.model)
+    device = pick_device(opts["device"])
+    common = {"batch_size": opts["batch_size"], "device": device, "bf16": opts["bf16"]}
+    model_info = model_record(read_manifest(inputs.model), spec)
+    sources = zip(inputs.all("images"), inputs.all("objects")) if spec.takes == "rgb" else inputs.all("datasets")
+    with atomic_path(outputs.embeddings, is_dir=True) as folder:
+        for side, source, upstream in zip(settings["sides"], sources, inputs.all("provenance")):
+            pair, survey = side["pair"], side["survey"]
+            side_model = model.with_pooling(side["specformer_pooling"])
+            start = time.time()
+            if spec.takes == "rgb":
+                prepared = read_prepared(*source)
+                log.info("%s on %s %s: %d prepared images, device %s", spec.name, pair, survey, len(prepared.ids), device)
+                ids, emb, extra, meta = embed_prepared(prepared, side_model, workers=opts["loader_workers"], **common)
+            else:
+                ds = load_dataset_dir(source)
+                log.info("%s on %s %s: %d objects, device %s", spec.name, pair, survey, len(ds), device)
+                column = f"{survey}_{'image' if modality_of(survey) == 'image' else 'spectrum'}"
+                embed_side = embed_images if modality_of(survey) == "image" else embed_spectra
+                args = (ds, column, survey, side_model) if modality_of(survey) == "image" else (ds, column, side_model)
+                ids, emb, extra, meta = embed_side(*args, **common)
+            seconds = time.time() - start
+            info = {
+                "model": model_info,
+                "data": {"pair": pair, "survey": survey, "n_objects": len(ids), "dim": int(emb.shape[1]) if len(ids) else 0},
+                "run": {"device": str(device), "bf16": bool(opts["bf16"] and device.type == "cuda"),
+                        "batch_size": opts["batch_size"], "seconds": round(seconds, 3)},
+                **meta,
+            }
+            path = Path(folder) / pair / f"{survey}.parquet"
+            write_embeddings(path, ids, emb, extra, metadata=info)
+            write_json(path.with_suffix(".provenance.json"), record([upstream], models={spec.name: model_info}, **info))
+            log.info("%s %s: wrote %d x %d embeddings in %.1f s", pair, survey, len(ids), info["data"]["dim"], seconds)
+
+
+@step()
+def embedding_summary(inputs, outputs, settings):
+    """One row per embeddings file: pair, side, model, size, weights, pooling, objects, dimension."""
+    import pandas as pd
+
+    rows = []
+    for path in settings["files"]:
+        ids, emb, meta = read_embeddings(path)
+        rows.append({"pair": meta["data"]["pair"], "survey": meta["data"]["survey"],
+                     "family": meta["model"]["family"], "size": meta["model"]["size"],
+                     "params_m": meta["model"]["params_m"], "weights": meta["model"]["weights"],
+                     "pooling": meta["model"]["pooling"], "n_objects": len(ids), "dim": emb.shape[1]})
+    write_csv(outputs.table, pd.DataFrame(rows))

@@ -5,8 +5,11 @@ is searched. faiss computes the similarities in blocks, so memory grows as N*k p
 never N^2. Two things faiss does not do, and we add:
 - self-exclusion that holds even when rows are duplicated (the row itself is removed by index, not by
   being the nearest);
-- deterministic ties: neighbours are ordered by similarity and then by row index, fetching more
-  candidates until no tie straddles the k-th place.
+- rankings that do not depend on the machine: faiss's float32 similarities change in their last bits
+  with the number of threads (and the BLAS kernel), which reordered near-ties and changed the tables with
+  the cores a run had. faiss only proposes candidates; their similarities are recomputed in float64, one
+  deterministic sum per pair, and neighbours are ordered by those and then by row index, fetching more
+  candidates until the k-th is certain: above every candidate not fetched, within faiss's error bound.
 """
 
 from __future__ import annotations
@@ -50,26 +53,38 @@ def knn(x: np.ndarray, k: int, metric: str = "cosine", block: int = 8192, use_gp
     else:
         raise ValueError(f"unknown metric '{metric}' (cosine or ip)")
     index = _index(x, use_gpu)
+    norms = np.linalg.norm(x.astype(np.float64), axis=1)
+    # a float32 dot product of d terms is within d * 2^-24 * |a| |b| of the exact one (doubled for safety)
+    error = 2 * x.shape[1] * 2.0**-24 * norms * norms.max() + 1e-12
     out = np.empty((n, k), dtype=np.int64)
     for start in range(0, n, block):
-        q = x[start:start + block]
-        rows = np.arange(start, start + len(q))
-        out[start:start + len(q)] = _search_block(index, q, rows, k, n)
+        rows = np.arange(start, min(n, start + block))
+        out[rows] = _search_block(index, x, rows, k, n, error[rows])
     return out
 
 
-def _search_block(index, q, rows, k, n):
+def exact_similarities(x: np.ndarray, rows: np.ndarray, candidates: np.ndarray, chunk: int = 512) -> np.ndarray:
+    """float64 inner products of rows ``rows`` of x with their candidates ((len(rows), c) row indices)."""
+    out = np.empty(candidates.shape)
+    for s in range(0, len(rows), chunk):
+        q = x[rows[s:s + chunk]].astype(np.float64)[:, None, :]
+        out[s:s + chunk] = (q * x[candidates[s:s + chunk]].astype(np.float64)).sum(-1)
+    return out
+
+
+def _search_block(index, x, rows, k, n, error):
     fetch = min(n, k + 8)
     while True:
-        sims, idx = index.search(q, fetch)
+        approx, idx = index.search(x[rows], fetch)
+        sims = exact_similarities(x, rows, idx)
         # drop the row itself wherever it appears (duplicates may push it off first place)
         sims = np.where(idx == rows[:, None], -np.inf, sims)
         order = np.lexsort((idx, -sims), axis=1)  # similarity descending, then index ascending
         sims_sorted = np.take_along_axis(sims, order, axis=1)
         idx_sorted = np.take_along_axis(idx, order, axis=1)
-        # the k-th neighbour's similarity must be strictly above the last fetched one, else a tie may
-        # continue beyond what we fetched and a lower index could be missing
-        if fetch == n or np.all(sims_sorted[:, k - 1] > sims_sorted[:, -1]):
+        # every row not fetched has an exact similarity at most the last fetched one's approximate one
+        # plus faiss's error: the k-th must lie above that, else a nearer or tied row may be missing
+        if fetch == n or np.all(sims_sorted[:, k - 1] > approx[:, -1] + error):
             return idx_sorted[:, :k]
         fetch = min(n, fetch * 2)
 

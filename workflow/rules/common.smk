@@ -166,8 +166,9 @@ def model_sides(model):
     return [(pair, survey) for pair, survey, m in embedding_jobs() if m == model]
 
 
-def embedded_models():
-    return list(dict.fromkeys(model for _, _, model in embedding_jobs()))
+def embedded_models(pair=None):
+    """The models with an embedding job (of one pair's sides, if given), each once."""
+    return list(dict.fromkeys(model for _, _, model in embedding_jobs(pair)))
 
 
 def embedding_dir(model):
@@ -253,7 +254,7 @@ def pair_embedding_files(pair):
 
 def pair_embeddings(wildcards):
     """The embedding folders of the models of one pair."""
-    return {"embeddings": [embedding_dir(m) for m in dict.fromkeys(m for _, _, m in embedding_jobs(wildcards.pair))]}
+    return {"embeddings": [embedding_dir(m) for m in embedded_models(wildcards.pair)]}
 
 
 def pair_upstream(wildcards):

@@ -1,5 +1,6 @@
 """Models and embeddings: fetch (or make) each model, pre-train the mini Specformer, resample SDSS spectra
-onto the DESI grid, embed one side of one pair with one model, and list every embeddings file."""
+onto the DESI grid, prepare each image side's RGB once, embed every side a model reads with that model
+loaded once, and list every embeddings file."""
 
 from __future__ import annotations
 
@@ -103,10 +104,10 @@ def embed(inputs, outputs, settings, record):
             else:
                 ds = load_dataset_dir(source)
                 log.info("%s on %s %s: %d objects, device %s", spec.name, pair, survey, len(ds), device)
-                column = f"{survey}_{'image' if modality_of(survey) == 'image' else 'spectrum'}"
-                embed_side = embed_images if modality_of(survey) == "image" else embed_spectra
-                args = (ds, column, survey, side_model) if modality_of(survey) == "image" else (ds, column, side_model)
-                ids, emb, extra, meta = embed_side(*args, **common)
+                if modality_of(survey) == "image":  # image flux, scaled by the model itself (AstroCLIP)
+                    ids, emb, extra, meta = embed_images(ds, f"{survey}_image", survey, side_model, **common)
+                else:
+                    ids, emb, extra, meta = embed_spectra(ds, f"{survey}_spectrum", side_model, **common)
             seconds = time.time() - start
             info = {
                 "model": model_info,

@@ -110,10 +110,6 @@ def embed_images(ds, column: str, survey: str, model: LoadedModel, batch_size: i
     return embed_prepared(prepared, model, batch_size, device, bf16, workers, progress)
 
 
-def _image_batches(ds, column: str, batch_size: int):
-    return DatasetImages(ds, column, batch_size).batches()
-
-
 def _embed_flux_images(ds, column: str, model: LoadedModel, batch_size: int, device, bf16: bool, progress: bool):
     """Images for a model that takes calibrated flux and does its own scaling (AstroCLIP's encoders):
     no dataset-wide percentiles; bad pixels (mask, NaN, inf) are set to zero flux and counted."""
@@ -122,7 +118,7 @@ def _embed_flux_images(ds, column: str, model: LoadedModel, batch_size: int, dev
     ids, chunks, bad_counts, blank = [], [], [], []
     bar = tqdm(total=len(ds), desc=f"embed {column}", disable=not progress, mininterval=5)
     with torch.inference_mode(), _autocast(device, bf16):
-        for batch_ids, images in _image_batches(ds, column, batch_size):
+        for batch_ids, images in DatasetImages(ds, column, batch_size).batches():
             fluxes = []
             for oid, img in zip(batch_ids, images):
                 flux, bad = select_bands(img, bands, oid)

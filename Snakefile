@@ -26,6 +26,7 @@ wildcard_constraints:
     dataset="|".join(DATASETS),
     pair="|".join(PAIRS),
     model="|".join(MODELS),
+    weights="|".join(SHARED_DOWNLOADS),
     survey="[a-z0-9]+",
 
 

@@ -91,7 +91,8 @@ def test_an_all_zero_image_is_not_embedded_and_is_logged(parents, vit, caplog):
     blank_id = clean_ids[4]
     assert blank_id not in ids and len(ids) == N - 1
     assert meta["preprocessing"]["skipped_objects"] == [blank_id]
-    assert f"blank images (no data in ('z', 'r', 'g')) not embedded: ['{blank_id}']" in caplog.text
+    assert f"1 blank images (no_data; no data in the RGB bands (all bad or all zero)) not embedded: ['{blank_id}']" \
+        in caplog.text
     # the blank image is kept out of the scaling sample too: the rest embed as if it were never there
     without = _embed(parents["hsc"].select([i for i in range(N) if i != 4]), vit)[1]
     assert np.allclose(emb, without, atol=1e-5)

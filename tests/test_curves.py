@@ -42,3 +42,18 @@ def test_identical_spaces_agree_on_everything():
     assert (curve["mknn"] == 1.0).all()
     with pytest.raises(KeyError):
         curve["class_a"]
+
+
+def test_the_class_column_is_the_pairs_own_and_a_missing_one_is_an_error():
+    from datasets import Dataset
+
+    from samesky.align.curves import class_labels, class_source
+
+    ds = Dataset.from_dict({"object_id": ["1", "2", "3", "4"], "desi_Z": [0.1, 0.2, 0.3, 0.4]})
+    classes = {"source": "pair", "column": "{other}_Z", "n_bins": 2, "only_pairs": ["desi_hsc", "sdss_hsc"]}
+    labels = class_labels(classes, "hsc", dataset=ds, other="desi", pair="desi_hsc")
+    assert labels == {"1": 0, "2": 0, "3": 1, "4": 1} and class_source(classes, "desi") == "pair:desi_Z"
+    with pytest.raises(KeyError, match=r"sdss.dataset: no column 'sdss_Z' for alignment.size_curves.classes "
+                                       r"\(pair sdss_hsc\); has \['object_id', 'desi_Z'\]"):
+        class_labels(classes, "hsc", dataset=ds, other="sdss", pair="sdss_hsc", dataset_name="sdss.dataset")
+    assert class_labels(classes, "hsc", dataset=ds, other="jwst", pair="jwst_hsc") is None  # not decomposed

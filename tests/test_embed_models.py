@@ -82,3 +82,126 @@ def test_astropt_spiral_starts_at_the_centre_and_covers_every_patch():
     assert order[0] == 12  # the centre patch of a 5x5 grid comes first
     assert order[-1] == 0  # the walk ends at the top-left corner, where AstroPT's spiral starts
     assert list(spiral_order(2)) == [2, 3, 1, 0]
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_astropt_tokens_follow_astropts_loader_in_either_orientation(tmp_path, transposed):
+    """AstroPT's loader (GalaxyImageDataset.process_galaxy: ``c (h p1) (w p2) -> (h w) (p1 p2 c)``, each patch
+    standardised, spiral order) on a (C, H, W) image, or on the (C, W, H) transpose the Platonic Universe code
+    feeds it (``swapaxes(0, 2)`` of (H, W, C)), gives our tokens for that orientation. (astropt's module
+    imports torchvision, so its rearrangement is written out here.)"""
+    write_mini_model(get_spec("astropt", "small"), tmp_path / "astropt", seed=0)
+    model = load_model(tmp_path / "astropt")
+    model.transposed = transposed
+    p = model.patch_size
+    rgb = np.random.default_rng(1).integers(0, 256, (2, 4 * p, 4 * p, 3), dtype=np.uint8)  # not symmetric
+    ours = model.prepare_images(rgb)["images"]
+    for b in range(2):
+        image = torch.from_numpy(rgb[b].astype(np.float32) / 255.0)  # (H, W, C)
+        chw = image.swapaxes(0, 2) if transposed else image.permute(2, 0, 1)
+        c, h, w = chw.shape
+        patches = chw.reshape(c, h // p, p, w // p, p).permute(1, 3, 2, 4, 0).reshape(-1, p * p * c)
+        std, mean = torch.std_mean(patches, dim=1, keepdim=True)
+        reference = ((patches - mean) / (std + 1e-8))[torch.from_numpy(spiral_order(h // p))]
+        assert torch.allclose(ours[b], reference, atol=1e-5)
+    model.transposed = not transposed
+    assert not torch.allclose(model.prepare_images(rgb)["images"], ours, atol=1e-3)
+
+
+class _FakeHub:
+    """The two huggingface_hub calls ``download_model`` makes, served from local folders (repo id -> folder),
+    so the real download path runs offline."""
+
+    def __init__(self, repos):
+        self.repos = repos
+
+    def HfApi(self):  # noqa: N802 (stands in for the class)
+        hub = self
+
+        class Api:
+            def model_info(self, repo_id, revision=None):
+                from types import SimpleNamespace
+
+                files = [str(p.relative_to(hub.repos[repo_id])) for p in hub.repos[repo_id].rglob("*") if p.is_file()]
+                return SimpleNamespace(sha="c0ffee" * 6 + "abcd", siblings=[SimpleNamespace(rfilename=f) for f in files])
+
+        return Api()
+
+    def snapshot_download(self, repo_id, revision, local_dir, allow_patterns=None):
+        import fnmatch
+        import shutil
+
+        for path in self.repos[repo_id].rglob("*"):
+            rel = str(path.relative_to(self.repos[repo_id]))
+            if path.is_file() and (allow_patterns is None or any(fnmatch.fnmatch(rel, p) for p in allow_patterns)):
+                (local_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(path, local_dir / rel)
+
+
+def test_weights_are_safetensors_where_released_else_pytorch_bin():
+    from samesky.embed.models import hub_download_plan
+
+    spec = get_spec("convnextv2", "nano")
+    assert hub_download_plan(spec, ["config.json", "model.safetensors", "pytorch_model.bin"])[2] == "safetensors"
+    patterns, entry, fmt = hub_download_plan(spec, ["config.json", "pytorch_model.bin"])
+    assert "*.bin" in patterns and "*.safetensors" not in patterns and fmt == "pytorch .bin"
+    with pytest.raises(ModelLoadError, match=r"facebook/convnextv2-nano-22k-224': no weights file"):
+        hub_download_plan(spec, ["config.json", "README.md"])
+    with pytest.raises(ModelLoadError, match=r"Smith42/astroPT_v2.0': no 'astropt/015M/ckpt.pt' at this revision"):
+        hub_download_plan(get_spec("astropt", "small"), ["astropt/095M/ckpt.pt"])
+
+
+def test_a_convnextv2_repository_with_only_pytorch_model_bin_downloads_and_loads(tmp_path, monkeypatch):
+    import huggingface_hub
+    from transformers import AutoModel
+
+    from samesky.embed.models import download_model
+
+    spec = get_spec("convnextv2", "nano")
+    write_mini_model(spec, tmp_path / "mini", seed=0)
+    repo = tmp_path / "repo"  # the repository's layout on its default branch: config, processor, a .bin
+    repo.mkdir()
+    for name in ("config.json", "preprocessor_config.json"):
+        (repo / name).write_text((tmp_path / "mini" / name).read_text())
+    torch.save(AutoModel.from_pretrained(tmp_path / "mini").state_dict(), repo / "pytorch_model.bin")
+    assert not list(repo.glob("*.safetensors")) and (repo / "pytorch_model.bin").exists()
+    hub = _FakeHub({spec.hub_id: repo})
+    monkeypatch.setattr(huggingface_hub, "HfApi", hub.HfApi)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub.snapshot_download)
+    manifest = download_model(spec, tmp_path / "model")
+    assert manifest["weights_format"] == "pytorch .bin" and (tmp_path / "model" / "pytorch_model.bin").exists()
+    rgb = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    with torch.no_grad():
+        a = load_model(tmp_path / "model").embed(load_model(tmp_path / "model").prepare_images(rgb))
+        b = load_model(tmp_path / "mini").embed(load_model(tmp_path / "mini").prepare_images(rgb))
+    assert torch.allclose(a, b)
+
+
+def test_astroclips_encoders_share_one_downloaded_checkpoint(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from samesky.embed.families import family_of
+    from samesky.embed.models import download_model
+
+    image, spectrum, dino = get_spec("astroclip", "image"), get_spec("astroclip", "spectrum"), get_spec("astrodino", "large")
+    assert image.download == spectrum.download == dino.download
+    by_download = {}
+    for spec in REGISTRY.values():  # one download, one set of files: what sharing relies on
+        by_download.setdefault(spec.download, set()).add(repr(family_of(spec.family).hub_files(spec)))
+    assert all(len(files) == 1 for files in by_download.values())
+    assert len([d for d in by_download if d[0] == "polymathic-ai/astroclip"]) == 1
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "astroclip.ckpt").write_bytes(b"checkpoint")
+    hub = _FakeHub({image.hub_id: repo})
+    monkeypatch.setattr(huggingface_hub, "HfApi", hub.HfApi)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub.snapshot_download)
+    shared = tmp_path / "models" / "shared" / "polymathic-ai--astroclip"
+    download_model(image, shared)
+    for spec in (image, spectrum, dino):
+        folder = tmp_path / "models" / spec.name
+        manifest = download_model(spec, folder, shared=shared)
+        assert (folder / manifest["entry"]).resolve() == (shared / "astroclip.ckpt").resolve()
+        assert manifest["revision_resolved"] == read_manifest(shared)["revision_resolved"]
+        assert manifest["family"] == spec.family and manifest["size"] == spec.size
+        assert not list(folder.glob("*.ckpt"))  # no second copy

@@ -77,3 +77,43 @@ def test_preprocessing_is_deterministic_and_arrow_reading_matches_datasets(mini)
     b = compute_scaling(sample, ("f444w", "f277w", "f090w"))
     assert a == b
     assert all(np.array_equal(to_rgb(r, a)[0], to_rgb(r, b)[0]) for r in fast)
+
+
+def test_images_without_a_band_field_take_the_surveys_documented_band_order(caplog):
+    from datasets import Dataset
+
+    from samesky.embed.images import DatasetImages
+
+    flux = np.stack([np.full((4, 4), float(i + 1), np.float32) for i in range(7)])
+    ds = Dataset.from_dict({"object_id": ["a", "b"], "jwst_image": [{"flux": flux}, {"flux": flux * 2}]})
+    with caplog.at_level("WARNING"):
+        (oid, record), _ = list(DatasetImages(ds, "jwst_image"))
+    assert "jwst_image: no 'band' field; bands taken in the survey's documented order ['F090W'" in caplog.text
+    selected, _ = select_bands(record, ("f444w", "f277w", "f090w"), oid)
+    assert selected.mean(axis=(1, 2)).tolist() == [7.0, 5.0, 1.0]  # MMU's JWST order: F090W ... F444W
+    ds = Dataset.from_dict({"object_id": ["a"], "mystery_image": [{"flux": flux}]})
+    with pytest.raises(ImageError, match=r"mystery_image: the images have no 'band' field and 7 bands"):
+        list(DatasetImages(ds, "mystery_image"))
+
+
+def test_the_paper_codes_blank_rule_drops_jwst_cutouts_whose_f200w_is_flat():
+    from samesky.embed.images import BlankTest
+
+    bands = ["F090W", "F115W", "F150W", "F200W", "F277W", "F356W", "F444W"]
+    edge = _image(bands)
+    edge["flux"][3][:] = 0.0  # F200W empty (a mosaic edge), the RGB bands have data
+    wanted = ("f444w", "f277w", "f090w")
+    paper, ours = BlankTest("platonic_universe", "jwst"), BlankTest("no_data", "jwst")
+    assert paper(edge, *select_bands(edge, wanted)) and not ours(edge, *select_bands(edge, wanted))
+    empty = _image(bands)
+    empty["flux"][[0, 4, 6]] = 0.0  # the RGB bands empty, F200W has data
+    assert ours(empty, *select_bands(empty, wanted)) and not paper(empty, *select_bands(empty, wanted))
+    nan = _image(bands)
+    nan["flux"][3][:] = np.nan  # nanpercentile of nothing: blank as well
+    assert paper(nan, *select_bands(nan, wanted))
+    hsc = _image(["HSC-G", "HSC-R", "HSC-I", "HSC-Z", "HSC-Y"])
+    hsc["flux"][:] = 0.0  # the paper's code filters no other survey
+    assert not BlankTest("platonic_universe", "hsc")(hsc, *select_bands(hsc, ("z", "r", "g")))
+    edge_sample = [("edge", edge)] + [(str(i), _image(bands, seed=i)) for i in range(3)]
+    assert compute_scaling(edge_sample, wanted, blank=paper).n_images == 3
+    assert compute_scaling(edge_sample, wanted, blank=ours).n_images == 4

@@ -53,20 +53,26 @@ def test_duplicate_ids_missing_columns_and_empty_matches_are_errors():
         crossmatch_datasets(other, far, "hsc", "desi", 1.0)
 
 
-def _precrossmatched(sep_arcsec):
+def _precrossmatched(sep_arcsec, ids=None):
+    """A set in the layout of Smith42/desi_hsc_crossmatched: MMU's cross-match keeps each parent's own column
+    names (the HSC cutout `image`, DESI's `spectrum` and `Z`, `ZWARN`)."""
     n = len(sep_arcsec)
     return Dataset.from_dict({
-        "object_id": [str(i) for i in range(n)],
+        "object_id": ids or [str(i) for i in range(n)],
         "hsc_ra": [10.0] * n, "hsc_dec": [0.0] * n,
         "desi_ra": [10.0] * n, "desi_dec": list(np.asarray(sep_arcsec) * ARCSEC),
-        "image": [[1.0]] * n, "spectrum": [[2.0]] * n,
+        "image": [{"band": ["HSC-G"], "flux": [[[1.0]]]}] * n,
+        "spectrum": [{"flux": [2.0], "ivar": [1.0], "lambda": [4000.0]}] * n,
+        "Z": [0.1 * i for i in range(n)], "ZWARN": [False] * n,
     })
+
+
+RENAME = {"image": "hsc_image", "spectrum": "desi_spectrum"}
 
 
 def test_audit_drops_pairs_beyond_the_radius_and_renames_columns():
     ds = _precrossmatched([0.1, 0.5, 1.5])
-    paired, pairs, summary = audit_crossmatched(ds, "hsc", "desi", 1.0,
-                                                rename={"image": "hsc_image", "spectrum": "desi_spectrum"})
+    paired, pairs, summary = audit_crossmatched(ds, "hsc", "desi", 1.0, rename=RENAME)
     assert summary["matched"] == 2 and summary["beyond_radius"] == 1 and summary["audit_status"] == "checked"
     assert "hsc_image" in paired.column_names and "desi_spectrum" in paired.column_names
     assert paired["object_id"] == ["0", "1"]
@@ -76,9 +82,56 @@ def test_audit_drops_pairs_beyond_the_radius_and_renames_columns():
 def test_audit_without_positions_is_an_error_or_recorded_as_unverifiable():
     ds = _precrossmatched([0.1, 0.2]).remove_columns(["desi_ra", "desi_dec"])
     with pytest.raises(CrossmatchError, match=r"position column\(s\) \['desi_ra', 'desi_dec'\] absent"):
-        audit_crossmatched(ds, "hsc", "desi", 1.0)
-    paired, _, summary = audit_crossmatched(ds, "hsc", "desi", 1.0, require_positions=False)
+        audit_crossmatched(ds, "hsc", "desi", 1.0, rename=RENAME)
+    paired, _, summary = audit_crossmatched(ds, "hsc", "desi", 1.0, rename=RENAME, require_positions=False)
     assert summary["audit_status"] == "unverifiable" and summary["matched"] == 2
     assert np.isnan(paired["separation_arcsec"]).all()
     with pytest.raises(CrossmatchError, match=r"columns \['img'\] named in the config's 'rename' are absent"):
         audit_crossmatched(ds, "hsc", "desi", 1.0, rename={"img": "hsc_image"}, require_positions=False)
+
+
+def test_the_audit_names_the_spectroscopic_columns_as_a_pair_crossmatched_here_does():
+    paired, _, _ = audit_crossmatched(_precrossmatched([0.1, 0.2]), "hsc", "desi", 1.0, rename=RENAME)
+    assert {"desi_Z", "desi_ZWARN"} <= set(paired.column_names) and "Z" not in paired.column_names
+    assert paired["desi_Z"] == pytest.approx([0.0, 0.1])
+    clash = _precrossmatched([0.1]).add_column("desi_Z", [9.0])
+    with pytest.raises(CrossmatchError, match=r"cannot prefix desi's columns, \['desi_Z'\] exist already"):
+        audit_crossmatched(clash, "hsc", "desi", 1.0, rename=RENAME)
+
+
+def test_a_missing_side_column_or_field_is_named_with_what_the_set_has():
+    ds = _precrossmatched([0.1, 0.2])
+    with pytest.raises(CrossmatchError, match=r"desi_hsc: no column 'desi_spectrum' \(the desi side's spectrum\); "
+                                              r"has \[.*'spectrum'.*\]\. Name it with the pair's 'rename'"):
+        audit_crossmatched(ds, "hsc", "desi", 1.0, rename={"image": "hsc_image"}, name="desi_hsc")
+    no_ivar = ds.remove_columns("spectrum").add_column("spectrum", [{"flux": [2.0]}] * 2)
+    with pytest.raises(CrossmatchError, match=r"column 'desi_spectrum' has no field\(s\) \['ivar'\]; has \['flux'\]"):
+        audit_crossmatched(no_ivar, "hsc", "desi", 1.0, rename=RENAME)
+
+
+def test_images_without_a_band_field_are_read_in_the_surveys_documented_order(caplog):
+    ds = _precrossmatched([0.1]).remove_columns("image").add_column("image", [{"flux": [[[1.0]]]}])
+    with caplog.at_level("WARNING"):
+        paired, _, _ = audit_crossmatched(ds, "hsc", "desi", 1.0, rename=RENAME)
+    assert "has no 'band' field; its bands are read in hsc's documented order ('HSC-G'" in caplog.text
+    jwst = Dataset.from_dict({"object_id": ["1"], "hsc_image": [{"flux": [[[1.0]]]}],
+                              "unknown_image": [{"flux": [[[1.0]]]}]})
+    with pytest.raises(CrossmatchError, match=r"survey 'unknown' has no documented band order"):
+        audit_crossmatched(jwst, "hsc", "unknown", 1.0, require_positions=False)
+
+
+def test_a_repeated_reference_id_keeps_its_closest_pair_unless_strict(caplog):
+    # MMU's cross-match is many-to-one: HSC object 7 was paired with two DESI spectra
+    ds = _precrossmatched([0.6, 0.2, 0.3, 0.9, 0.1], ids=["7", "5", "7", "7", "6"])
+    with caplog.at_level("WARNING"):
+        paired, pairs, summary = audit_crossmatched(ds, "hsc", "desi", 1.0, rename=RENAME)
+    assert paired["object_id"] == ["5", "7", "6"]  # dataset order kept; 7's closest row is the third (0.3")
+    assert paired["desi_Z"] == pytest.approx([0.1, 0.2, 0.4])
+    assert summary["repeated_ids_dropped"] == 2 and summary["matched"] == 3 and summary["beyond_radius"] == 0
+    assert "2 rows repeat an object id already paired (1 ids, e.g. ['7'])" in caplog.text
+    with pytest.raises(CrossmatchError, match=r"field 'object_id' has 1 duplicated values, e.g. \['7'\]"):
+        audit_crossmatched(ds, "hsc", "desi", 1.0, rename=RENAME, repeated_ids="error")
+    # without positions, the first row of each id stays
+    unknown = ds.remove_columns(["desi_ra", "desi_dec"])
+    paired, _, summary = audit_crossmatched(unknown, "hsc", "desi", 1.0, rename=RENAME, require_positions=False)
+    assert paired["object_id"] == ["7", "5", "6"] and summary["repeated_ids_dropped"] == 2

@@ -88,6 +88,7 @@ def test_dry_run_of_the_paper_preset(workdir):
     # spectrum its DESI side, and all 20 are probed
     probe_jobs = {**PROBE_JOBS, "probe_regressions": 20}
     assert counts == {"download_dataset": 6, "crossmatch": 5, "crossmatch_summary": 1, "fetch_model": 20,
+                      "fetch_shared_weights": 1,  # AstroCLIP's checkpoint, once for its three encoders
                       "resample_spectra": 1, "prepare_images": 7, "embed": 20, "embedding_summary": 1, "align_pair": 4,
                       "alignment_tables": 1, "size_curves": 4, "size_curve_summary": 1, **probe_jobs, "all": 1}
 
@@ -122,6 +123,10 @@ def test_paper_preset_has_one_embedding_job_per_model_size_reading_each_of_its_s
     prepared = {tuple(job["output"][0].split("/")[-3:-1]) for job in _jobs(dry, "prepare_images")}
     assert prepared == image_sides
     assert "gpu=1" in dry  # the paper preset's embedding jobs ask for a GPU
+    shared = [job["output"][0] for job in _jobs(dry, "fetch_shared_weights")]
+    assert shared == ["resources/paper/models/shared/polymathic-ai--astroclip"]
+    takes_shared = {job["output"][0].rsplit("/", 1)[1] for job in _jobs(dry, "fetch_model") if job.get("input") == shared}
+    assert takes_shared == {"astroclip-image", "astroclip-spectrum", "astrodino-large"}
     # the probe-only pair is crossmatch-audited and probed, never aligned
     assert "alignment/astroclip_desi" not in dry and "results/paper/crossmatch/astroclip_desi/dataset" in dry
 

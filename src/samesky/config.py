@@ -84,6 +84,10 @@ def check_config(config: dict) -> None:
             raise ConfigError(f"config key alignment.size_curves.decomposition_model: "
                               f"'{curves['decomposition_model']}' is not among the configured models "
                               f"{sorted(model_names)}")
+        for j, name in enumerate((curves or {}).get("classes", {}).get("only_pairs") or []):
+            if name not in aligned:
+                raise ConfigError(f"config key alignment.size_curves.classes.only_pairs[{j}]: '{name}' is not a pair "
+                                  f"of the alignment {sorted(aligned)}")
         if aligned and alignment["hsc_pair"] not in aligned:
             raise ConfigError(f"config key alignment.hsc_pair: '{alignment['hsc_pair']}' is not a pair of the "
                               f"alignment {sorted(aligned)}")

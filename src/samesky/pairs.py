@@ -25,6 +25,8 @@ from .crossmatch import (
     separation_arcsec,
 )
 
+from .surveys import IMAGE_FIELDS, SPECTRUM_CATALOGUE_COLUMNS, SPECTRUM_FIELDS, SURVEY_BANDS, modality_of
+
 log = logging.getLogger(__name__)
 
 REQUIRED_PARENT_COLUMNS = ("object_id", "ra", "dec")
@@ -96,28 +98,34 @@ def crossmatch_datasets(ref, other, ref_survey: str, other_survey: str, radius_a
         "separation_arcsec": match.separation_arcsec,
     })
     summary = {"method": "crossmatch", "radius_arcsec": radius_arcsec, **match.summary(),
-               "dropped_bad_coordinates_left": ref_bad, "dropped_bad_coordinates_right": other_bad}
+               "dropped_bad_coordinates_left": ref_bad, "dropped_bad_coordinates_right": other_bad,
+               "repeated_ids_dropped": 0}
     return paired, pairs, summary
 
 
 def audit_crossmatched(ds, ref_survey: str, other_survey: str, radius_arcsec: float, rename: dict | None = None,
-                       name: str = "dataset", require_positions: bool = True):
+                       name: str = "dataset", require_positions: bool = True, repeated_ids: str = "keep_closest"):
     """Bring a downloaded pre-crossmatched set into the pair layout and check it against the radius.
 
-    ``rename`` maps the set's own column names to ours (e.g. ``{"image": "hsc_image"}``). Pairs further
-    apart than the radius are dropped and counted. Where one side's position columns are absent the
-    separations cannot be checked: that is an error if ``require_positions``, else logged and recorded.
+    ``rename`` maps the set's own column names to ours (e.g. ``{"image": "hsc_image"}``); the scalar
+    columns of a spectroscopic parent then get its prefix (``Z`` -> ``desi_Z``, :func:`prefix_spectrum_columns`).
+    Each side's data column must be there. A reference id that repeats (MMU's cross-match is many-to-one)
+    keeps its closest pair, or its first row where separations are unknown, unless ``repeated_ids`` is
+    ``error``. Pairs further apart than the radius are dropped and counted. Where one side's position
+    columns are absent the separations cannot be checked: that is an error if ``require_positions``, else
+    logged and recorded.
     """
     rename = dict(rename or {})
     missing = [src for src in rename if src not in ds.column_names]
     if missing:
         raise CrossmatchError(f"{name}: columns {missing} named in the config's 'rename' are absent; has {ds.column_names}")
     ds = ds.rename_columns(rename) if rename else ds
+    ds = prefix_spectrum_columns(ds, other_survey, name)
+    check_side_columns(ds, (ref_survey, other_survey), name)
     if "object_id" not in ds.column_names:
         if f"{ref_survey}_object_id" not in ds.column_names:
             raise CrossmatchError(f"{name}: no 'object_id' or '{ref_survey}_object_id' column; has {ds.column_names}")
         ds = ds.add_column("object_id", [str(v) for v in ds[f"{ref_survey}_object_id"]])
-    check_unique_ids(ds["object_id"], name)
 
     pos = [f"{s}_{c}" for s in (ref_survey, other_survey) for c in ("ra", "dec")]
     absent = [c for c in pos if c not in ds.column_names]
@@ -138,6 +146,7 @@ def audit_crossmatched(ds, ref_survey: str, other_survey: str, radius_arcsec: fl
             log.warning("%s: dropping %d of %d pairs further apart than %s arcsec or without positions",
                         name, n_total - len(keep), n_total, radius_arcsec)
         status = "checked"
+    keep, repeats = drop_repeated_ids(np.asarray(ds["object_id"]).astype(str), sep, keep, name, repeated_ids)
     if len(keep) == 0:
         raise CrossmatchError(f"{name}: no pair left within {radius_arcsec} arcsec after the audit")
     ds = ds.select(keep)
@@ -158,11 +167,80 @@ def audit_crossmatched(ds, ref_survey: str, other_survey: str, radius_arcsec: fl
         "method": "audit", "radius_arcsec": radius_arcsec, "audit_status": status,
         "n_left": n_total, "n_right": n_total, "matched": len(keep),
         "unmatched_left": n_total - len(keep), "unmatched_right": n_total - len(keep),
-        "beyond_radius": n_total - len(keep),
+        "beyond_radius": n_total - len(keep) - repeats, "repeated_ids_dropped": repeats,
         "max_separation_arcsec": float(finite.max()) if len(finite) else float("nan"),
         "median_separation_arcsec": float(np.median(finite)) if len(finite) else float("nan"),
     }
     return paired, pairs, summary
+
+
+def prefix_spectrum_columns(ds, survey: str, name: str):
+    """``Z`` -> ``desi_Z``: the spectroscopic parent's scalar columns under the names a pair crossmatched
+    here gives them (MMU's cross-match keeps each parent's own names; surveys.SPECTRUM_CATALOGUE_COLUMNS)."""
+    columns = [c for c in SPECTRUM_CATALOGUE_COLUMNS.get(survey, ()) if c in ds.column_names]
+    clash = [f"{survey}_{c}" for c in columns if f"{survey}_{c}" in ds.column_names]
+    if clash:
+        raise CrossmatchError(f"{name}: cannot prefix {survey}'s columns, {clash} exist already")
+    if columns:
+        log.info("%s: %s's columns %s renamed to %s_<column>", name, survey, columns, survey)
+        ds = ds.rename_columns({c: f"{survey}_{c}" for c in columns})
+    return ds
+
+
+def check_side_columns(ds, surveys, name: str) -> None:
+    """Each side's data column (``<survey>_image`` or ``<survey>_spectrum``) is there, with the fields the
+    study reads; an image struct without ``band`` is read in the survey's documented band order (logged)."""
+    for survey in surveys:
+        kind = modality_of(survey)
+        column = f"{survey}_{kind}"
+        if column not in ds.column_names:
+            raise CrossmatchError(
+                f"{name}: no column '{column}' (the {survey} side's {kind}); has {ds.column_names}. Name it "
+                f"with the pair's 'rename' (e.g. {{{kind}: {column}}})")
+        fields = struct_fields(ds.features[column])
+        if fields is None:
+            raise CrossmatchError(f"{name}: column '{column}' is {ds.features[column]}, not a struct of {kind} fields")
+        wanted = IMAGE_FIELDS if kind == "image" else SPECTRUM_FIELDS.get(survey, SPECTRUM_FIELDS["desi"])
+        absent = [f for f in wanted if f not in fields]
+        if absent:
+            raise CrossmatchError(f"{name}: column '{column}' has no field(s) {absent}; has {sorted(fields)}")
+        if kind == "image" and "band" not in fields:
+            log.warning("%s: column '%s' has no 'band' field; its bands are read in %s's documented order %s",
+                        name, column, survey, SURVEY_BANDS.get(survey))
+            if survey not in SURVEY_BANDS:
+                raise CrossmatchError(f"{name}: column '{column}' has no 'band' field and survey '{survey}' has no "
+                                      f"documented band order (known: {sorted(SURVEY_BANDS)})")
+
+
+def struct_fields(feature) -> set[str] | None:
+    """The field names of an image or spectrum feature (a struct, or a Sequence of one), else None."""
+    inner = getattr(feature, "feature", feature)
+    if isinstance(inner, dict):
+        return set(inner)
+    if isinstance(inner, list) and inner and isinstance(inner[0], dict):
+        return set(inner[0])
+    return None
+
+
+def drop_repeated_ids(ids: np.ndarray, sep: np.ndarray, keep: np.ndarray, name: str, repeated_ids: str):
+    """(rows kept, how many dropped): of the kept rows sharing an id, the closest pair stays (the first in
+    dataset order on a tie or where separations are unknown); ``repeated_ids: error`` refuses any repeat."""
+    kept_ids = ids[keep]
+    values, counts = np.unique(kept_ids, return_counts=True)
+    repeated = values[counts > 1]
+    if not len(repeated):
+        return keep, 0
+    if repeated_ids == "error":
+        check_unique_ids(kept_ids, name)
+    order = np.lexsort((keep, np.nan_to_num(sep[keep], nan=np.inf), kept_ids))  # by id, then separation, then row
+    first = np.ones(len(order), bool)
+    first[1:] = kept_ids[order][1:] != kept_ids[order][:-1]
+    chosen = np.sort(keep[order[first]])
+    n_dropped = len(keep) - len(chosen)
+    log.warning("%s: %d rows repeat an object id already paired (%d ids, e.g. %s); each id keeps its closest pair "
+                "(first row where separations are unknown); set crossmatch.repeated_ids: error to refuse them",
+                name, n_dropped, len(repeated), [str(v) for v in repeated[:20]])
+    return chosen, n_dropped
 
 
 def _prefixed(ds, survey: str):

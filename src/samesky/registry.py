@@ -55,6 +55,17 @@ class ModelSpec:
     def reads_survey(self, survey: str) -> bool:
         return self.reads is None or survey in self.reads
 
+    @property
+    def download(self) -> tuple[str, str, str | None]:
+        """What its released weights are fetched as (repository, revision, folder in it): models with the same
+        load the same files (AstroCLIP's three encoders, one checkpoint), which the workflow fetches once."""
+        return self.hub_id, self.revision, self.subfolder
+
+    @property
+    def download_folder(self) -> str:
+        """The folder name of a shared download, 'owner--name'."""
+        return self.hub_id.replace("/", "--") + (f"--{self.subfolder.replace('/', '-')}" if self.subfolder else "")
+
     def gpu_mem_mb(self) -> int:
         """Rough GPU memory a job needs: fp32 weights twice over plus activations."""
         return int(2000 + self.params_m * 4 * 2 * 1.0)

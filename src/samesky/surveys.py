@@ -44,3 +44,31 @@ SPECTRUM_SURVEYS = ("desi", "sdss")
 def modality_of(survey: str) -> str:
     """Which kind of data a survey's side of a pair holds (image or spectrum)."""
     return "spectrum" if survey in SPECTRUM_SURVEYS else "image"
+
+
+# Each imaging survey's bands in the order Multimodal Universe's builders write them (scripts/hsc/hsc.py
+# `_bands`, scripts/legacysurvey/legacysurvey.py `_bands`, scripts/jwst/jwst.py `bands`): the order an
+# image struct without a `band` field is read in (logged where it is used).
+SURVEY_BANDS = {
+    "hsc": ("HSC-G", "HSC-R", "HSC-I", "HSC-Z", "HSC-Y"),
+    "legacysurvey": ("DES-G", "DES-R", "DES-I", "DES-Z"),
+    "jwst": ("F090W", "F115W", "F150W", "F200W", "F277W", "F356W", "F444W"),
+}
+
+# The scalar columns of the spectroscopic parents (MMU scripts/desi/desi.py `_FLOAT_FEATURES`,
+# `_BOOL_FEATURES`; scripts/sdss/sdss.py `_FLOAT_FEATURES`, `_BOOL_FEATURES`, `_FLUX_FEATURES` x ugriz).
+# MMU's cross-match merges both parents' features under their own names, so a pre-crossmatched set holds
+# DESI's redshift as `Z`; the audit renames these to `<survey>_<column>` (`desi_Z`), the name a pair
+# crossmatched here gives them.
+SPECTRUM_CATALOGUE_COLUMNS = {
+    "desi": ("Z", "ZERR", "ZWARN", "EBV", "TARGETID",
+             *(f"{kind}_{b}" for kind in ("FLUX", "FLUX_IVAR", "FIBERFLUX", "FIBERTOTFLUX") for b in "GRZ")),
+    "sdss": ("VDISP", "VDISP_ERR", "Z", "Z_ERR", "ZWARNING",
+             *(f"{kind}_{b}" for kind in ("SPECTROFLUX", "SPECTROFLUX_IVAR", "SPECTROSYNFLUX", "SPECTROSYNFLUX_IVAR")
+               for b in "UGRIZ")),
+}
+
+# What a side's column must hold (MMU builders): an image struct with these fields, a spectrum with these.
+IMAGE_FIELDS = ("flux",)  # `band` too, or the survey's documented order; `mask` where present
+# (SDSS spectra are resampled onto the DESI grid from their own `lambda`; DESI's are read on the grid)
+SPECTRUM_FIELDS = {"desi": ("flux", "ivar"), "sdss": ("flux", "ivar", "lambda")}

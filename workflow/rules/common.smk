@@ -140,6 +140,32 @@ def model_spec(wildcards):
     return MODELS[wildcards.model]
 
 
+def _shared_downloads():
+    """Folder name -> the models that load the same released files (AstroCLIP's three encoders, one
+    checkpoint), for the Hub weights only: those files are downloaded once."""
+    if config["model_weights"] != "hub":
+        return {}
+    groups = {}
+    for name, spec in MODELS.items():
+        groups.setdefault(spec.download, []).append(name)
+    return {MODELS[names[0]].download_folder: names for names in groups.values() if len(names) > 1}
+
+
+SHARED_DOWNLOADS = _shared_downloads()
+
+
+def fetch_model_inputs(wildcards):
+    """The shared download a model's folder points into, where it has one."""
+    for folder, names in SHARED_DOWNLOADS.items():
+        if wildcards.model in names:
+            return {"shared": f"{RESOURCES}/models/shared/{folder}"}
+    return {}
+
+
+def shared_weights_spec(wildcards):
+    return MODELS[SHARED_DOWNLOADS[wildcards.weights][0]]
+
+
 def model_mem_mb(wildcards):
     return 2000 + int(MODELS[wildcards.model].params_m * 8)
 

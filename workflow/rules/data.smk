@@ -48,3 +48,4 @@ rule download_dataset:
         "../../envs/cpu.yaml"
     script:
         "../scripts/step.py"
+

@@ -8,7 +8,29 @@
 # images of each (pair, side) are scaled to 8-bit RGB once (prepare_images) for every model that takes RGB.
 
 
+rule fetch_shared_weights:
+    # released files that several models load (AstroCLIP's 1.7 GB checkpoint holds three encoders): once
+    output:
+        weights=directory(f"{RESOURCES}/models/shared/{{weights}}"),
+    params:
+        spec=shared_weights_spec,
+    log:
+        f"{RESULTS}/logs/fetch_shared_weights/{{weights}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/fetch_shared_weights/{{weights}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/step.py"
+
+
 rule fetch_model:
+    input:
+        unpack(fetch_model_inputs),
     output:
         model=directory(f"{RESOURCES}/models/{{model}}"),
     params:

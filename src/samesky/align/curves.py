@@ -40,25 +40,34 @@ def class_bins(values: np.ndarray, n_bins: int) -> np.ndarray:
     return labels
 
 
-def class_labels(classes, reference: str, truth=None, dataset=None) -> dict | None:
+def class_labels(classes, reference: str, truth=None, dataset=None, other: str = "", pair: str = "",
+                 dataset_name: str = "the pair dataset") -> dict | None:
     """object id -> class: quantile bins (``classes.n_bins``) of the property ``classes.column``, from the
     mini universe's truth catalogue (``classes.source`` truth; ids of the ``reference`` survey) or from the
-    pair dataset (source pair). None where the pair dataset has no such column: that pair's curves then
-    come without the decomposition (logged)."""
+    pair dataset (source pair; ``{other}`` in the column is the pair's other survey). None for a pair not in
+    ``classes.only_pairs``: its curves come without the decomposition. A decomposed pair without the column
+    is an error naming it and the columns present."""
+    if classes["only_pairs"] is not None and pair not in classes["only_pairs"]:
+        log.info("%s is not in size_curves.classes.only_pairs: curves without the class decomposition", pair)
+        return None
+    column = class_column(classes, other)
     if classes["source"] == "truth":
         ids = truth[f"{reference}_object_id"].astype(str)
         keep = ids != ""
-        return dict(zip(ids[keep], class_bins(truth.loc[keep, classes["column"]].to_numpy(), classes["n_bins"])))
-    if classes["column"] not in dataset.column_names:
-        log.warning("the pair dataset has no column '%s': MKNN curves without the class decomposition",
-                    classes["column"])
-        return None
-    return dict(zip(map(str, dataset["object_id"]), class_bins(dataset[classes["column"]], classes["n_bins"])))
+        return dict(zip(ids[keep], class_bins(truth.loc[keep, column].to_numpy(), classes["n_bins"])))
+    if column not in dataset.column_names:
+        raise KeyError(f"{dataset_name}: no column '{column}' for alignment.size_curves.classes (pair {pair}); has "
+                       f"{dataset.column_names}. Name another column, or leave the pair out of classes.only_pairs")
+    return dict(zip(map(str, dataset["object_id"]), class_bins(dataset[column], classes["n_bins"])))
 
 
-def class_source(classes) -> str:
+def class_column(classes, other: str) -> str:
+    return classes["column"].replace("{other}", other)
+
+
+def class_source(classes, other: str = "") -> str:
     """How the curves' ``property`` column names the classes: '<source>:<column>', e.g. 'truth:z'."""
-    return f"{classes['source']}:{classes['column']}"
+    return f"{classes['source']}:{class_column(classes, other)}"
 
 
 def _same_class_fraction(nn: np.ndarray, labels: np.ndarray) -> np.ndarray:

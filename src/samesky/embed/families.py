@@ -220,9 +220,16 @@ class AstroPT(LoadedModel):
     def __init__(self, model):
         super().__init__(model)
         self.patch_size = model.modality_registry.get_config("images").patch_size
+        # config embedding.astropt_input: the Platonic Universe code feeds AstroPT (C, W, H), the transpose
+        # of the (C, H, W) AstroPT's own data loader makes (platonic-universe src/pu/preprocess.py,
+        # PreprocessAstropt: ``flux_to_pil(...).swapaxes(0, 2)`` of an (H, W, C) image)
+        self.transposed = False
 
     def prepare_images(self, rgb):
-        return astropt_inputs(torch.as_tensor(rgb), self.patch_size)
+        rgb = torch.as_tensor(rgb)
+        if self.transposed:
+            rgb = rgb.transpose(1, 2)  # (B, H, W, C) -> (B, W, H, C), patched as (C, W, H)
+        return astropt_inputs(rgb, self.patch_size)
 
     def embed(self, inputs):
         return self.model.generate_embeddings(inputs)["images"]

@@ -5,7 +5,8 @@ scaled so that its 5th and 99th percentiles, computed over up to 10,000 images o
 the minimum and maximum; then each model's own preprocessing. Bad pixels (mask True, NaN, inf) are set
 to the channel's low percentile (black) and counted per image, so they never look like sources.
 An image with no data in the RGB bands (every pixel bad or exactly zero, as off-footprint cutouts are)
-is blank: it is left out of the scaling sample and not embedded (logged, listed in the metadata).
+is blank: it is left out of the scaling sample and not embedded (logged, listed in the metadata). The
+paper preset uses the paper code's rule instead (a JWST cutout whose F200W is flat; ``BlankTest``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..surveys import band_letter
+from ..surveys import SURVEY_BANDS, band_letter
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +72,48 @@ def is_blank(flux: np.ndarray, bad: np.ndarray) -> bool:
     return bool(np.all(bad | (flux == 0)))
 
 
-def _scaling_sample(images, wanted, max_images: int):
+BLANK_RULES = {
+    "no_data": "no data in the RGB bands (all bad or all zero)",
+    "platonic_universe": "JWST: F200W's 5th and 99th percentiles (NaN ignored) equal, the Platonic Universe "
+                         "code's filter; other surveys: none",
+}
+
+
+class BlankTest:
+    """Which images are blank, and so neither scaled nor embedded (config ``embedding.blank_rule``):
+
+    - ``no_data`` (ours): no data in the selected bands, every pixel bad or exactly zero;
+    - ``platonic_universe``: the paper's code (platonic-universe ``experiments.py`` ``filterfun``): a JWST
+      row whose F200W flux has equal 5th and 99th ``nanpercentile`` is dropped; no other survey is filtered.
+    """
+
+    def __init__(self, rule: str = "no_data", survey: str | None = None):
+        if rule not in BLANK_RULES:
+            raise ImageError(f"unknown blank rule '{rule}'; known: {sorted(BLANK_RULES)}")
+        self.rule, self.survey = rule, survey
+
+    def __call__(self, image: dict, flux: np.ndarray, bad: np.ndarray, object_id: str = "?") -> bool:
+        if self.rule == "no_data":
+            return is_blank(flux, bad)
+        if self.survey != "jwst":
+            return False
+        (f200w,), _ = select_bands(image, ("f200w",), object_id)
+        low, high = np.nanpercentile(f200w, [5, 99]) if np.isfinite(f200w).any() else (np.nan, np.nan)
+        return bool(low == high or not np.isfinite(low))
+
+    @property
+    def description(self) -> str:
+        return BLANK_RULES[self.rule]
+
+
+def _scaling_sample(images, wanted, max_images: int, blank: BlankTest):
     """(flux, bad) of the first ``max_images`` non-blank images, in order."""
     n = 0
     for object_id, image in images:
         if n >= max_images:
             return
         flux, bad = select_bands(image, wanted, object_id)
-        if not is_blank(flux, bad):
+        if not blank(image, flux, bad, object_id):
             n += 1
             yield flux, bad
 
@@ -116,7 +151,8 @@ def _linear_percentile(order_statistic, n: int, q: float) -> float:
     return float(np.float64(a) + diff * gamma)
 
 
-def compute_scaling(images, wanted, low_pct=5.0, high_pct=99.0, max_images=10_000) -> Scaling:
+def compute_scaling(images, wanted, low_pct=5.0, high_pct=99.0, max_images=10_000, blank: BlankTest | None = None
+                    ) -> Scaling:
     """Per-channel percentiles over the good pixels of up to ``max_images`` non-blank images (in dataset
     order), equal to ``np.percentile`` of all those pixels at once, in bounded memory.
 
@@ -127,10 +163,11 @@ def compute_scaling(images, wanted, low_pct=5.0, high_pct=99.0, max_images=10_00
     10,000 images: 3 GB for 160-pixel cutouts)."""
     if iter(images) is images:
         raise TypeError("compute_scaling reads the images twice: pass a list or a re-iterable collection")
+    blank = blank or BlankTest()
     n_channels = len(wanted)
     high_counts = np.zeros((n_channels, 1 << 16), np.int64)
     n = 0
-    for flux, bad in _scaling_sample(images, wanted, max_images):
+    for flux, bad in _scaling_sample(images, wanted, max_images, blank):
         for c in range(n_channels):
             high_counts[c] += np.bincount(_sort_keys(flux[c][~bad[c]]) >> np.uint32(16), minlength=1 << 16)
         n += 1
@@ -142,7 +179,7 @@ def compute_scaling(images, wanted, low_pct=5.0, high_pct=99.0, max_images=10_00
     ranks = [{r: _rank_in(high_counts[c], r) for q in (low_pct, high_pct) for r in _neighbour_ranks(totals[c], q)}
              for c in range(n_channels)]
     low_counts = [{b: np.zeros(1 << 16, np.int64) for b, _ in ranks[c].values()} for c in range(n_channels)]
-    for flux, bad in _scaling_sample(images, wanted, max_images):
+    for flux, bad in _scaling_sample(images, wanted, max_images, blank):
         for c in range(n_channels):
             keys = _sort_keys(flux[c][~bad[c]])
             high = keys >> np.uint32(16)
@@ -198,14 +235,28 @@ class DatasetImages:
     """(object id, image record) of every row of one image column of a dataset, in row order; each
     iteration starts over, so the scaling can read the sample twice. Read in Arrow batches."""
 
-    def __init__(self, ds, column: str, batch_size: int = 256):
+    def __init__(self, ds, column: str, batch_size: int = 256, survey: str | None = None):
         self.ds, self.column, self.batch_size = ds, column, batch_size
+        self.default_bands = SURVEY_BANDS.get(survey or column.removesuffix("_image"))
+        self._warned = False
 
     def batches(self):
         sub = self.ds.select_columns(["object_id", self.column]).with_format("arrow")
         for start in range(0, len(sub), self.batch_size):
             table = sub[start:start + self.batch_size]
-            yield [str(i) for i in table.column("object_id").to_pylist()], image_records(table, self.column)
+            yield [str(i) for i in table.column("object_id").to_pylist()], image_records(table, self.column,
+                                                                                         self._bands_if_absent)
+
+    def _bands_if_absent(self, n_bands: int) -> list[str]:
+        """An image struct without a ``band`` field: the survey's bands in MMU's order (surveys.SURVEY_BANDS)."""
+        if self.default_bands is None or n_bands > len(self.default_bands):
+            raise ImageError(f"{self.column}: the images have no 'band' field and {n_bands} bands; no documented "
+                             f"band order fits (known: {sorted(SURVEY_BANDS)})")
+        if not self._warned:
+            log.warning("%s: no 'band' field; bands taken in the survey's documented order %s", self.column,
+                        list(self.default_bands[:n_bands]))
+            self._warned = True
+        return list(self.default_bands[:n_bands])
 
     def __iter__(self):
         for ids, images in self.batches():
@@ -225,13 +276,14 @@ class PreparedImages:
     n_bad_pixels: np.ndarray
     blank: np.ndarray
     scaling: Scaling
+    blank_rule: str = "no_data"
 
     def metadata(self) -> dict:
         """What an embeddings file records of its images' preparation."""
         kept = ~self.blank
         return {"rgb": self.scaling.as_dict(), "bad_pixels": "set to the channel's low percentile",
                 "images_with_bad_pixels": int(np.count_nonzero(self.n_bad_pixels[kept])),
-                "blank_images": "no data in the RGB bands (all bad or all zero): not embedded",
+                "blank_images": f"{BLANK_RULES[self.blank_rule]}: not embedded",
                 "skipped_objects": [i for i, b in zip(self.ids, self.blank) if b]}
 
 
@@ -247,7 +299,8 @@ def write_objects(prepared: PreparedImages, path) -> None:
 
     table = pa.table({"object_id": pa.array(prepared.ids, pa.string()), "n_bad_pixels": prepared.n_bad_pixels,
                       "blank": prepared.blank})
-    table = table.replace_schema_metadata({"samesky": json.dumps({"scaling": prepared.scaling.as_dict()})})
+    table = table.replace_schema_metadata({"samesky": json.dumps({"scaling": prepared.scaling.as_dict(),
+                                                                     "blank_rule": prepared.blank_rule})})
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
 
@@ -267,14 +320,15 @@ def read_prepared(rgb_path, objects_path) -> PreparedImages:
     if rgb.shape[0] != table.num_rows:
         raise OSError(f"{rgb_path} holds {rgb.shape[0]} images, {objects_path} {table.num_rows} rows; rerun the "
                       f"rule that makes them")
-    s = json.loads(table.schema.metadata[b"samesky"])["scaling"]
+    meta = json.loads(table.schema.metadata[b"samesky"])
+    s = meta["scaling"]
     scaling = Scaling(tuple(s["bands"]), tuple(s["low"]), tuple(s["high"]), *s["percentiles"], s["n_images"])
     return PreparedImages(table.column("object_id").to_pylist(), rgb, table.column("n_bad_pixels").to_numpy(),
-                          table.column("blank").to_numpy(zero_copy_only=False), scaling)
+                          table.column("blank").to_numpy(zero_copy_only=False), scaling, meta["blank_rule"])
 
 
 def prepare_rgb(ds, column: str, survey: str, max_scaling_images: int = 10_000, rgb_path=None,
-                progress: bool = True) -> PreparedImages:
+                progress: bool = True, blank_rule: str = "no_data") -> PreparedImages:
     """The dataset-wide RGB scaling of ``ds[column]`` and every image turned into 8-bit RGB with it, once
     per (pair, side), for every model that reads those images. With ``rgb_path`` the RGB array is written
     there (a ``.npy`` file, atomically, filled batch by batch) and returned memory-mapped."""
@@ -283,8 +337,9 @@ def prepare_rgb(ds, column: str, survey: str, max_scaling_images: int = 10_000, 
     from ..io import atomic_path
 
     bands = rgb_bands(survey)
-    images = DatasetImages(ds, column)
-    scaling = compute_scaling(images, bands, max_images=max_scaling_images)
+    images = DatasetImages(ds, column, survey=survey)
+    blank_test = BlankTest(blank_rule, survey)
+    scaling = compute_scaling(images, bands, max_images=max_scaling_images, blank=blank_test)
     log.info("%s %s: RGB scaling %s", column, bands, scaling.as_dict())
     first = next(iter(images), None)
     if first is None:
@@ -302,7 +357,8 @@ def prepare_rgb(ds, column: str, survey: str, max_scaling_images: int = 10_000, 
         row = 0
         for batch_ids, records in images.batches():
             selected = [select_bands(image, bands, oid) for oid, image in zip(batch_ids, records)]
-            keep = [i for i, (flux, bad) in enumerate(selected) if not is_blank(flux, bad)]
+            keep = [i for i, (image, (flux, bad), oid) in enumerate(zip(records, selected, batch_ids))
+                    if not blank_test(image, flux, bad, oid)]
             for i, (flux, _) in enumerate(selected):
                 if flux.shape[-2:] != (height, width):
                     raise ImageError(f"object {batch_ids[i]}: {column} is {flux.shape[-2]}x{flux.shape[-1]} pixels, "
@@ -322,24 +378,30 @@ def prepare_rgb(ds, column: str, survey: str, max_scaling_images: int = 10_000, 
             rgb.flush()
             del rgb
     if blank.any():
-        log.warning("%s: %d blank images (no data in %s) not embedded: %s", column, int(blank.sum()), bands,
-                    [i for i, b in zip(ids, blank) if b][:20])
+        log.warning("%s: %d blank images (%s; %s) not embedded: %s", column, int(blank.sum()), blank_test.rule,
+                    blank_test.description, [i for i, b in zip(ids, blank) if b][:20])
     if rgb_path is not None:
         rgb = np.load(rgb_path, mmap_mode="r")
-    return PreparedImages(ids, rgb, n_bad, blank, scaling)
+    return PreparedImages(ids, rgb, n_bad, blank, scaling, blank_rule)
 
 
-def image_records(table, column: str) -> list[dict]:
+def image_records(table, column: str, bands_if_absent=None) -> list[dict]:
     """Image records ({band, flux, mask}) of one Arrow table slice, read straight from Arrow buffers.
 
     ``datasets``' numpy formatter converts a list of Array2D cell by cell (~40 ms an image); this reads the
-    flat buffers and reshapes them, ~100x faster, respecting slice offsets.
+    flat buffers and reshapes them, ~100x faster, respecting slice offsets. Without a ``band`` field, each
+    image's bands are ``bands_if_absent(number of bands)``.
     """
     import pyarrow as pa
 
     col = table.column(column).combine_chunks()
     fields = dict(zip([f.name for f in col.type], col.flatten()))
-    bands = fields["band"].to_pylist()
+    if "band" in fields:
+        bands = fields["band"].to_pylist()
+    elif bands_if_absent is not None:
+        bands = [bands_if_absent(int(n)) for n in fields["flux"].value_lengths().to_numpy(zero_copy_only=False)]
+    else:
+        raise ImageError(f"{column}: the images have no 'band' field")
     out = [{"band": b} for b in bands]
     for name in ("flux", "mask"):
         if name not in fields:

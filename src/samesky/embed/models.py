@@ -88,21 +88,58 @@ def pretrain_mini_specformer(model_dir: str | os.PathLike, out_dir: str | os.Pat
     return manifest
 
 
-def download_model(spec: ModelSpec, out_dir: str | os.PathLike, revision: str | None = None) -> dict:
-    """Fetch the released weights of ``spec`` at ``revision`` into ``out_dir`` (Hugging Face Hub)."""
+def hub_download_plan(spec: ModelSpec, files: list[str]) -> tuple[list[str] | None, str, str]:
+    """(download patterns, entry file, weights format) for ``spec`` given the repository's files at the
+    revision, or a ModelLoadError naming what is missing.
+
+    transformers repositories hold ``*.safetensors`` or, some ConvNeXtV2 ones on their default branch, only
+    ``pytorch_model.bin``: the safetensors are taken where present, else the ``*.bin`` (recorded)."""
+    patterns, entry = family_of(spec.family).hub_files(spec)
+    fmt = "as released"
+    if patterns and "*.safetensors" in patterns:
+        if any(f.endswith(".safetensors") for f in files):
+            fmt = "safetensors"
+        elif any(f.endswith(".bin") for f in files):
+            patterns, fmt = [p if p != "*.safetensors" else "*.bin" for p in patterns], "pytorch .bin"
+        else:
+            raise ModelLoadError(f"model '{spec.hub_id}': no weights file (*.safetensors or *.bin) at this revision; "
+                                 f"has {sorted(files)}")
+    if entry not in files:
+        raise ModelLoadError(f"model '{spec.hub_id}': no '{entry}' at this revision (the file {spec.name} loads); "
+                             f"has {sorted(files)[:20]}")
+    return patterns, entry, fmt
+
+
+def download_model(spec: ModelSpec, out_dir: str | os.PathLike, revision: str | None = None,
+                   shared: str | os.PathLike | None = None) -> dict:
+    """Fetch the released weights of ``spec`` at ``revision`` into ``out_dir`` (Hugging Face Hub); with
+    ``shared`` (a folder that ``download_model`` of another model with the same download filled), write only
+    the manifest, whose entry points into that folder."""
+    if shared is not None:
+        source = read_manifest(shared)
+        with atomic_path(out_dir, is_dir=True) as tmp:
+            tmp.mkdir(parents=True, exist_ok=True)
+            entry = os.path.relpath(Path(shared) / source["entry"], Path(out_dir))
+            manifest = {**{k: source[k] for k in ("hub_id", "revision", "revision_resolved", "weights_format")},
+                        "family": spec.family, "size": spec.size, "weights": "hub", "entry": entry, "seed": None,
+                        "shared_download": str(shared), "spec": asdict(spec)}
+            _write_manifest(tmp, manifest)
+        log.info("%s: the weights of %s downloaded once in %s", spec.name, spec.hub_id, shared)
+        return manifest
     from huggingface_hub import HfApi, snapshot_download
 
     revision = revision or spec.revision
     try:
-        resolved = HfApi().model_info(spec.hub_id, revision=revision).sha
+        info = HfApi().model_info(spec.hub_id, revision=revision)
     except Exception as exc:
         raise ModelLoadError(f"cannot reach model '{spec.hub_id}' at revision '{revision}': {exc}") from exc
-    patterns, entry = family_of(spec.family).hub_files(spec)
+    patterns, entry, fmt = hub_download_plan(spec, [f.rfilename for f in info.siblings or []])
+    log.info("%s: %s at %s (%s), files %s", spec.name, spec.hub_id, info.sha, fmt, patterns or "all")
     with atomic_path(out_dir, is_dir=True) as tmp:
-        snapshot_download(spec.hub_id, revision=resolved, local_dir=tmp, allow_patterns=patterns)
+        snapshot_download(spec.hub_id, revision=info.sha, local_dir=tmp, allow_patterns=patterns)
         manifest = {"family": spec.family, "size": spec.size, "weights": "hub", "entry": entry,
-                    "hub_id": spec.hub_id, "revision": revision, "revision_resolved": resolved, "seed": None,
-                    "spec": asdict(spec)}
+                    "hub_id": spec.hub_id, "revision": revision, "revision_resolved": info.sha, "seed": None,
+                    "weights_format": fmt, "spec": asdict(spec)}
         _write_manifest(tmp, manifest)
     return manifest
 
@@ -130,7 +167,8 @@ def model_record(manifest: dict, spec: ModelSpec) -> dict:
     """What a result needs to know about the model behind it (the provenance ``models`` entry)."""
     record = {"family": spec.family, "size": spec.size, "hub_id": manifest["hub_id"],
               "revision": manifest.get("revision_resolved") or manifest["revision"], "weights": manifest["weights"],
-              "seed": manifest["seed"], "pooling": spec.pooling, "params_m": spec.params_m}
+              "seed": manifest["seed"], "pooling": spec.pooling, "params_m": spec.params_m,
+              **({"weights_format": manifest["weights_format"]} if "weights_format" in manifest else {})}
     if "pretraining" in manifest:
         record["pretraining"] = {k: v for k, v in manifest["pretraining"].items() if k != "loss_every_10_steps"}
     return record

@@ -63,14 +63,16 @@ def size_curves(inputs, outputs, settings):
     opts = settings["alignment"]
     classes = opts["size_curves"]["classes"]
     reference, other = settings["surveys"]
+    where = {"other": other, "pair": settings["pair"]}
     if classes["source"] == "truth":
-        labels = class_labels(classes, reference, truth=pd.read_parquet(inputs.truth))
+        labels = class_labels(classes, reference, truth=pd.read_parquet(inputs.truth), **where)
     else:
-        labels = class_labels(classes, reference, dataset=load_dataset_dir(inputs.dataset))
+        labels = class_labels(classes, reference, dataset=load_dataset_dir(inputs.dataset), dataset_name=inputs.dataset,
+                              **where)
     curves = pair_size_curves(reference, other, _files(settings), opts["k"], opts["size_curves"]["seeds"], labels,
                               opts["size_curves"]["smallest"])
     curves.insert(0, "pair", settings["pair"])
-    curves["property"] = class_source(classes) if labels is not None else ""
+    curves["property"] = class_source(classes, other) if labels is not None else ""
     write_csv(outputs.table, curves)
     return {"pair": settings["pair"]}
 

@@ -21,13 +21,22 @@ PRETRAINING_THREADS = 2
 
 @step(reads=("model_weights", "seed"))
 def fetch_model(inputs, outputs, settings):
-    """The model ``settings.spec``: a small random instance (model_weights mini) or the released weights."""
+    """The model ``settings.spec``: a small random instance (model_weights mini) or the released weights,
+    downloaded here or, where other models load the same files (``inputs.shared``), once for all of them."""
     from ..embed.models import download_model, write_mini_model
 
     if settings["model_weights"] == "mini":
         write_mini_model(settings["spec"], outputs.model, seed=settings["seed"])
     else:
-        download_model(settings["spec"], outputs.model)
+        download_model(settings["spec"], outputs.model, shared=inputs.shared if "shared" in inputs else None)
+
+
+@step()
+def fetch_shared_weights(inputs, outputs, settings):
+    """The released files that several models load (``settings.spec``, the first of them), downloaded once."""
+    from ..embed.models import download_model
+
+    download_model(settings["spec"], outputs.weights)
 
 
 @step(reads=("mini_specformer_pretraining", "seed"), critical_path=True)
@@ -61,7 +70,7 @@ def resample_spectra(inputs, outputs, settings):
             "skipped": report.loc[skipped, "object_id"].tolist()}
 
 
-@step(reads=("embedding.scaling_images",))
+@step(reads=("embedding.scaling_images", "embedding.blank_rule"))
 def prepare_images(inputs, outputs, settings):
     """Side ``settings.survey`` of a pair as 8-bit RGB, once for every model that takes RGB: the dataset-wide
     percentile scaling, then every image scaled (``outputs.rgb``, memory-mappable) and its row facts."""
@@ -69,7 +78,8 @@ def prepare_images(inputs, outputs, settings):
 
     survey = settings["survey"]
     prepared = prepare_rgb(load_dataset_dir(inputs.dataset), f"{survey}_image", survey,
-                           settings["embedding"]["scaling_images"], rgb_path=outputs.rgb)
+                           settings["embedding"]["scaling_images"], rgb_path=outputs.rgb,
+                           blank_rule=settings["embedding"]["blank_rule"])
     write_objects(prepared, outputs.objects)
     return {"survey": survey, "n_images": len(prepared.ids), "preprocessing": prepared.metadata()}
 
@@ -88,6 +98,8 @@ def embed(inputs, outputs, settings, record):
 
     opts, spec = settings["embedding"], settings["spec"]
     model = load_model(inputs.model)
+    if spec.family == "astropt":
+        model.transposed = opts["astropt_input"] == "transposed"
     device = pick_device(opts["device"])
     common = {"batch_size": opts["batch_size"], "device": device, "bf16": opts["bf16"]}
     model_info = model_record(read_manifest(inputs.model), spec)
@@ -113,6 +125,7 @@ def embed(inputs, outputs, settings, record):
                 "model": model_info,
                 "data": {"pair": pair, "survey": survey, "n_objects": len(ids), "dim": int(emb.shape[1]) if len(ids) else 0},
                 "run": {"device": str(device), "bf16": bool(opts["bf16"] and device.type == "cuda"),
+                        **({"astropt_input": opts["astropt_input"]} if spec.family == "astropt" else {}),
                         "batch_size": opts["batch_size"], "seconds": round(seconds, 3)},
                 **meta,
             }

@@ -26,7 +26,8 @@ def crossmatch(inputs, outputs, settings):
     if is_paired_upstream(pair):
         paired, pairs, summary = audit_crossmatched(
             load_dataset_dir(inputs.paired), ref_survey, other_survey, radius, rename=pair["rename"],
-            name=pair["dataset"], require_positions=settings["crossmatch"]["require_positions"])
+            name=pair["dataset"], require_positions=settings["crossmatch"]["require_positions"],
+            repeated_ids=settings["crossmatch"]["repeated_ids"])
     else:
         paired, pairs, summary = crossmatch_datasets(
             load_dataset_dir(inputs.reference), load_dataset_dir(inputs.other), ref_survey, other_survey, radius,

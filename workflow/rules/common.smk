@@ -81,6 +81,13 @@ def download_inputs(wildcards):
     return {"mini_universe": MINI_HUB} if DATASETS[wildcards.dataset]["source"] == "mini" else {}
 
 
+def preflight_settings():
+    """The config sections the preflight checks the run against."""
+    keys = ("preset", "datasets", "pairs", "models", "model_weights", "crossmatch", "embedding", "alignment",
+            "probes", "preflight")
+    return {key: config[key] for key in keys if key in config}
+
+
 # Crossmatch --------------------------------------------------------------------------------------------
 
 

@@ -49,3 +49,19 @@ rule download_dataset:
     script:
         "../scripts/step.py"
 
+
+rule preflight:
+    # `snakemake preflight --configfile config/paper.yaml`: before a cluster run, check without a GPU that
+    # every dataset and model is there at its revision in the layout the run reads. No output, so it runs
+    # whenever it is asked for; the report is a log, kept when the check fails.
+    params:
+        run=preflight_settings(),
+        report=f"{RESULTS}/preflight.md",
+    log:
+        log=f"{RESULTS}/logs/preflight.log",
+        report=f"{RESULTS}/preflight.md",
+    localrule: True
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/step.py"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from ..provenance import dataset_entry
+from ..provenance import config_hash, dataset_entry
 from .runner import step
+
+log = logging.getLogger(__name__)
 
 
 @step(reads=("mini_universe", "seed"), critical_path=True)
@@ -30,3 +33,24 @@ def download_dataset(inputs, outputs, settings):
         info = load_and_save(settings["source"], outputs.data, revision=d["revision"], split=d["split"],
                              config_name=d["config_name"], cache_dir=Path(outputs.data).parent)
     return {"datasets": {d["name"]: dataset_entry(info)}, "dataset": d["name"], **info}
+
+
+@step()
+def preflight(inputs, outputs, settings):
+    """Check the run's datasets and models (``settings.run``: its config) and write the report
+    (``settings.report``); fail with one line per problem."""
+    from ..io import write_text
+    from ..preflight import Findings, PreflightError, report, run_preflight
+
+    run = settings["run"]
+    title = f"preset {run['preset']} (config {config_hash(run)[:12]})"
+    try:
+        found = run_preflight(run, run["preflight"]["sample_rows"], run["preflight"]["timeout_s"])
+    except PreflightError as exc:  # the Hub cannot be reached: nothing else was checked
+        found = Findings(problems=[str(exc)])
+    text = report(found, title)
+    write_text(settings["report"], text)
+    log.info("report written to %s\n%s", settings["report"], text)
+    if found.problems:
+        raise PreflightError(f"{len(found.problems)} problem(s) (report: {settings['report']}):\n"
+                             + "\n".join(found.problems))

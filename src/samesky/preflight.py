@@ -1,0 +1,419 @@
+"""Preflight: will a run go through? Checked in minutes, without a GPU, before the cluster spends hours.
+
+For every configured dataset the first rows are streamed at the pinned revision (``datasets`` streaming,
+the same ``load_dataset`` the download uses) and put through the checks the run itself makes (the pair
+audit: renames, side columns and fields, ids and repeats, positions), plus what the embedding and analysis
+stages read: band names and image shapes, spectrum fields and length, the size-curve class column, the
+probes' join and catalogue columns. Every model repository's files are listed at its revision and checked
+for what the download takes (weights, in safetensors or .bin, and the file the model loads). A dataset
+given by URL (AstroCLIP's evaluation file) gets a HEAD request (reachable, size).
+
+The result is a Markdown report and one line per problem, each naming the dataset or model, the field and
+what was found. Without network the preflight stops at once with "cannot reach the Hub", before any check.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .config import pair_datasets, pair_surveys
+from .crossmatch import CrossmatchError
+from .hub import is_local
+from .registry import spec_by_name
+from .surveys import DESI_NPIX, SPECTRUM_FIELDS, band_letter, modality_of
+
+log = logging.getLogger(__name__)
+
+HUB_ENDPOINT = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+
+
+class PreflightError(RuntimeError):
+    """The run would not go through: one line per problem."""
+
+
+@dataclass
+class Findings:
+    """What the checks found: report rows by table, and the problems."""
+
+    rows: dict = field(default_factory=lambda: {"datasets": [], "sides": [], "models": []})
+    problems: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    def problem(self, what: str, where: str, found: str) -> str:
+        line = f"{what}: {where}: {found}"
+        self.problems.append(line)
+        return "problem"
+
+
+# Reaching the Hub ----------------------------------------------------------------------------------------
+
+
+def needs_network(config: dict, models: bool = True) -> list[str]:
+    """The sources that are not on this machine (Hub datasets, URLs, and, with ``models``, Hub model weights)."""
+    remote = [d["source"] for d in config["datasets"] if is_remote(d["source"])]
+    if models and config["model_weights"] == "hub":
+        remote += sorted({spec_by_name(f"{m['family']}-{s}").hub_id for m in config["models"] for s in m["sizes"]})
+    return remote
+
+
+def is_remote(source: str) -> bool:
+    """A URL, or a Hub id ('owner/name') that is not a folder here; anything else is a local path."""
+    import re
+
+    if source.startswith(("http://", "https://")):
+        return True
+    return not is_local(source) and re.fullmatch(r"[\w.-]+/[\w.-]+", source) is not None and source != "mini"
+
+
+def check_hub_reachable(timeout_s: float) -> None:
+    """Raise PreflightError at once if huggingface.co cannot be reached (offline, HF_HUB_OFFLINE, no DNS)."""
+    import concurrent.futures
+
+    import requests
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise PreflightError(f"cannot reach the Hub ({HUB_ENDPOINT}): HF_HUB_OFFLINE is set")
+    # in a thread with a deadline: a stalled DNS lookup is not covered by requests' own timeout
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        pool.submit(requests.head, HUB_ENDPOINT, timeout=timeout_s).result(timeout=timeout_s + 1)
+    except Exception as exc:  # noqa: BLE001 (any failure to connect is the same answer)
+        raise PreflightError(f"cannot reach the Hub ({HUB_ENDPOINT}): {_reason(exc)}. The preflight needs network "
+                             "access to huggingface.co (on a cluster: a login node)") from None
+    finally:
+        pool.shutdown(wait=False)
+
+
+def _size(n_bytes: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.1f} {unit}"
+    return f"{n_bytes} bytes"
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of an error, the innermost cause of a urllib3 retry error (DNS, refused, timeout)."""
+    import re
+
+    text = str(exc).splitlines()[0] if str(exc) else f"no answer ({type(exc).__name__})"
+    cause = re.search(r"\(Caused by \w+\(\"?(?:[^:]*: )?(.*?)\"?\)\)$", text)
+    return cause.group(1) if cause else text
+
+
+# Datasets ------------------------------------------------------------------------------------------------
+
+
+def sample_dataset(entry: dict, source: str, n_rows: int):
+    """The first ``n_rows`` rows of a dataset at its revision, streamed, as a ``datasets.Dataset``."""
+    from datasets import Dataset, load_dataset
+
+    local = is_local(source)
+    stream = load_dataset(source, name=entry["config_name"], split=entry["split"], streaming=True,
+                          revision=None if local else entry["revision"])
+    rows = list(itertools.islice(iter(stream), n_rows))
+    if not rows:
+        raise ValueError("no rows")
+    features = stream.features
+    return Dataset.from_list(rows, features=features) if features is not None else Dataset.from_list(rows)
+
+
+def head_size(url: str, timeout_s: float) -> int:
+    """The size in bytes of a file at a URL (HEAD request) or a local path; raises OSError if unreachable."""
+    if not is_remote(url):
+        return Path(url).stat().st_size
+    import requests
+
+    response = requests.head(url, allow_redirects=True, timeout=timeout_s)
+    if response.status_code >= 400:
+        raise OSError(f"HTTP {response.status_code}")
+    return int(response.headers.get("Content-Length", -1))
+
+
+def _id_facts(ds) -> tuple[str, int]:
+    """(the object id column's type, how many ids repeat in the sample)."""
+    column = "object_id" if "object_id" in ds.column_names else next(
+        (c for c in ds.column_names if c.endswith("_object_id")), None)
+    if column is None:
+        return "absent", 0
+    ids = np.asarray(ds[column]).astype(str)
+    return f"{column}: {ds.features[column].dtype}", len(ids) - len(np.unique(ids))
+
+
+def check_side(found: Findings, name: str, pair: str, survey: str, ds, needs: dict) -> None:
+    """One side of a pair (the data column ``<survey>_<modality>``): band names and image shapes, or the
+    spectrum's fields and length, against what the run's models and rules read."""
+    kind = modality_of(survey)
+    column = f"{survey}_{kind}"
+    row = {"pair": pair, "side": survey, "column": column, "fields": "", "bands / length": "", "shape": "",
+           "status": "ok"}
+    found.rows["sides"].append(row)
+    what = f"dataset {name}"
+    if column not in ds.column_names:
+        row["status"] = found.problem(what, f"column '{column}'", f"absent; has {ds.column_names}")
+        return
+    values = ds.with_format("numpy")[column]
+    first = values[0]
+    row["fields"] = ", ".join(sorted(first))
+    if kind == "image":
+        flux = np.asarray(first["flux"])
+        if "band" in first:
+            letters = [band_letter(str(b)) for b in first["band"]]
+        else:
+            from .surveys import SURVEY_BANDS
+
+            letters = [band_letter(b) for b in SURVEY_BANDS.get(survey, ())][:len(flux)]
+            found.notes.append(f"{what}: column '{column}' has no 'band' field; read in {survey}'s documented "
+                               f"order {letters}")
+        row["bands / length"] = " ".join(letters)
+        row["shape"] = "x".join(map(str, flux.shape))
+        missing = [b for b in needs.get("bands", ()) if b not in letters]
+        if missing:
+            row["status"] = found.problem(what, f"column '{column}' field 'band'",
+                                          f"bands {missing} needed, found {letters}")
+        if flux.ndim != 3 or flux.shape[1] != flux.shape[2]:
+            row["status"] = found.problem(what, f"column '{column}' field 'flux'",
+                                          f"shape {flux.shape}, not (bands, n, n)")
+        shapes = {np.asarray(v["flux"]).shape for v in values}
+        if len(shapes) > 1:
+            row["status"] = found.problem(what, f"column '{column}' field 'flux'", f"shapes differ: {sorted(shapes)}")
+    else:
+        wanted = SPECTRUM_FIELDS.get(survey, SPECTRUM_FIELDS["desi"])
+        absent = [f for f in wanted if f not in first]
+        if absent:
+            row["status"] = found.problem(what, f"column '{column}'", f"no field(s) {absent}; has {sorted(first)}")
+            return
+        lengths = sorted({len(np.asarray(v["flux"])) for v in values})
+        row["bands / length"] = str(lengths[0]) if len(lengths) == 1 else f"{lengths[0]}-{lengths[-1]} (varies)"
+        if survey == "desi" and lengths != [DESI_NPIX]:
+            row["status"] = found.problem(what, f"column '{column}' field 'flux'",
+                                          f"length {lengths}, the DESI grid has {DESI_NPIX} pixels")
+        if "lambda" in first and any(len(np.asarray(v["lambda"])) != len(np.asarray(v["flux"])) for v in values):
+            row["status"] = found.problem(what, f"column '{column}' field 'lambda'", "length differs from 'flux'")
+
+
+def check_paired(found: Findings, name: str, pair: dict, ds, surveys, config: dict, needs: dict):
+    """A set paired upstream: the pair audit itself on the sample, then each side and the columns read later."""
+    from .pairs import audit_crossmatched
+
+    cross = config["crossmatch"]
+    try:
+        paired, _, summary = audit_crossmatched(ds, *surveys, cross["radius_arcsec"], rename=pair["rename"],
+                                                name=name, require_positions=cross["require_positions"],
+                                                repeated_ids=cross["repeated_ids"])
+    except CrossmatchError as exc:
+        found.problem(f"dataset {name}", f"pair {pair['name']}", str(exc).removeprefix(f"{name}: "))
+        return None
+    if summary["audit_status"] == "unverifiable":
+        found.notes.append(f"dataset {name}: no positions of both sides, pair separations unverifiable "
+                           "(recorded as such in crossmatch/summary.csv)")
+    for survey in surveys:
+        check_side(found, name, pair["name"], survey, paired, needs.get(survey, {}))
+    return paired
+
+
+def check_parent(found: Findings, name: str, entry: dict, ds, needs: dict) -> None:
+    from .pairs import _prefixed
+
+    missing = [c for c in ("object_id", "ra", "dec") if c not in ds.column_names]
+    if missing:
+        found.problem(f"dataset {name}", f"column(s) {missing}", f"absent; has {ds.column_names}")
+        return
+    check_side(found, name, "(parent)", entry["survey"], _prefixed(ds, entry["survey"]), needs)
+
+
+def check_columns(found: Findings, name: str, ds, columns: dict) -> None:
+    """Columns a later rule reads, by what reads them."""
+    for column, reader in columns.items():
+        if column not in ds.column_names:
+            found.problem(f"dataset {name}", f"column '{column}' ({reader})", f"absent; has {ds.column_names}")
+
+
+# What the run reads --------------------------------------------------------------------------------------
+
+
+def side_needs(config: dict) -> dict:
+    """(pair, survey) -> what the configured models read of it: the RGB bands, AstroCLIP's flux bands, and
+    F200W where the paper code's blank rule looks at it."""
+    from .embed.images import RGB_BANDS
+
+    needs: dict = {}
+    models = [spec_by_name(f"{m['family']}-{s}") for m in config["models"] for s in m["sizes"]]
+    only = {f"{m['family']}-{s}": m["only_pairs"] for m in config["models"] for s in m["sizes"]}
+    datasets = {d["name"]: d for d in config["datasets"]}
+    for pair in config["pairs"]:
+        for survey in pair_surveys(pair, datasets):
+            bands: list[str] = []
+            for spec in models:
+                if spec.modality != modality_of(survey) or not spec.reads_survey(survey):
+                    continue
+                if only[spec.name] is not None and pair["name"] not in only[spec.name]:
+                    continue
+                if spec.takes == "rgb":
+                    bands += RGB_BANDS.get(survey, ())
+                elif spec.takes == "flux":
+                    bands += ("g", "r", "z")  # AstroCLIP's image encoders read Legacy Survey g, r, z
+            if survey == "jwst" and config["embedding"]["blank_rule"] == "platonic_universe":
+                bands.append("f200w")
+            needs[(pair["name"], survey)] = {"bands": tuple(dict.fromkeys(bands))}
+    return needs
+
+
+def later_columns(config: dict, pair: dict, surveys) -> dict:
+    """Columns of a pair's dataset that rules after the crossmatch read: the size-curve classes, the join of
+    the probes."""
+    columns = {}
+    classes = config["alignment"]["size_curves"]["classes"]
+    if pair["align"] and classes and classes["source"] == "pair" and (
+            classes["only_pairs"] is None or pair["name"] in classes["only_pairs"]):
+        columns[classes["column"].replace("{other}", surveys[1])] = "alignment.size_curves.classes"
+    if "probes" in config and config["probes"]["pair"] == pair["name"]:
+        columns[config["probes"]["join_on"]] = "probes.join_on"
+    return columns
+
+
+def catalogue_columns(config: dict) -> dict:
+    from .probes.targets import PROVABGS_COLUMNS
+
+    probes = config["probes"]
+    columns = {probes["catalogue_id"]: "probes.catalogue_id"}
+    columns.update({c: "probe targets" for c in PROVABGS_COLUMNS if c != "TARGETID"})
+    if probes["positions_from_catalogue"]:
+        columns.update({"ra": "probes.positions_from_catalogue", "dec": "probes.positions_from_catalogue"})
+    if probes["brightness_from_magnitude"]:
+        columns[probes["brightness_from_magnitude"]["column"]] = "probes.brightness_from_magnitude"
+    return columns
+
+
+# Models --------------------------------------------------------------------------------------------------
+
+
+def hub_model_files(hub_id: str, revision: str) -> tuple[str, list[str]]:
+    """(resolved commit, file names) of a model repository at a revision."""
+    from huggingface_hub import HfApi
+
+    info = HfApi().model_info(hub_id, revision=revision)
+    return info.sha, [f.rfilename for f in info.siblings or []]
+
+
+def check_models(found: Findings, config: dict, list_files=hub_model_files) -> None:
+    from .embed.models import ModelLoadError, hub_download_plan
+
+    for m in config["models"]:
+        for size in m["sizes"]:
+            spec = spec_by_name(f"{m['family']}-{size}")
+            row = {"model": spec.name, "repository": spec.hub_id, "revision": spec.revision, "files": "",
+                   "weights": "", "loads": "", "status": "ok"}
+            found.rows["models"].append(row)
+            if config["model_weights"] != "hub":
+                row.update(repository="(made here)", revision="", status="ok (model_weights: mini)")
+                continue
+            try:
+                resolved, files = list_files(spec.hub_id, spec.revision)
+            except Exception as exc:  # noqa: BLE001 (no such repository, revision, or access)
+                row["status"] = found.problem(f"model {spec.name}", f"repository {spec.hub_id}@{spec.revision}",
+                                              f"cannot list its files: {str(exc).splitlines()[0] if str(exc) else exc}")
+                continue
+            row["revision"] = f"{spec.revision} -> {resolved[:12]}"
+            row["files"] = str(len(files))
+            try:
+                patterns, entry, fmt = hub_download_plan(spec, files)
+            except ModelLoadError as exc:
+                row["status"] = found.problem(f"model {spec.name}", f"repository {spec.hub_id}",
+                                              str(exc).split("': ", 1)[-1])
+                continue
+            row.update(weights=fmt, loads=entry)
+
+
+# The whole check -----------------------------------------------------------------------------------------
+
+
+def run_preflight(config: dict, sample_rows: int = 32, timeout_s: float = 20.0, list_files=hub_model_files,
+                  ) -> Findings:
+    """Every check of the configured run; raises PreflightError at once if a needed source is unreachable."""
+    found = Findings()
+    remote = needs_network(config, models=list_files is hub_model_files)
+    if remote:
+        check_hub_reachable(timeout_s)
+    datasets = {d["name"]: d for d in config["datasets"]}
+    needs = side_needs(config)
+    pairs_of = {name: [p for p in config["pairs"] if name in pair_datasets(p)] for name in datasets}
+    for name, entry in datasets.items():
+        row = {"dataset": name, "source": entry["source"], "revision": entry["revision"] or "",
+               "rows sampled": "", "object id": "", "repeats in sample": "", "status": "ok"}
+        found.rows["datasets"].append(row)
+        if entry["source"] == "mini":
+            row.update(source="(mini universe, made here)", status="ok (made here)")
+            continue
+        if entry["format"] == "astroclip_h5":  # a HEAD request (a local file: its layout is read as well)
+            try:
+                size = head_size(entry["source"], timeout_s)
+                row.update(status=f"ok ({_size(size)})" if size >= 0 else "ok (size not given)")
+            except Exception as exc:  # noqa: BLE001
+                row["status"] = found.problem(f"dataset {name}", f"file {entry['source']}", f"unreachable: {exc}")
+                continue
+            if not is_remote(entry["source"]):
+                from .astroclip_data import check_layout
+
+                try:
+                    check_layout(entry["source"])
+                except Exception as exc:  # noqa: BLE001 (not HDF5, or another layout)
+                    row["status"] = found.problem(f"dataset {name}", f"file {entry['source']}", str(exc))
+            continue
+        try:
+            ds = sample_dataset(entry, entry["source"], sample_rows)
+        except Exception as exc:  # noqa: BLE001 (missing repository, revision, split, bad files)
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            row["status"] = found.problem(f"dataset {name}", f"source {entry['source']}@{entry['revision']}",
+                                          f"cannot stream its rows: {reason}")
+            continue
+        id_type, repeats = _id_facts(ds)
+        row.update({"rows sampled": len(ds), "object id": id_type, "repeats in sample": repeats})
+        n_before = len(found.problems)
+        if entry["kind"] == "catalogue":
+            if "probes" in config:
+                check_columns(found, name, ds, catalogue_columns(config))
+        elif entry["kind"] in ("image", "spectrum"):  # a parent: what every pair made from it reads
+            bands = [b for p in pairs_of[name] for b in needs.get((p["name"], entry["survey"]), {}).get("bands", ())]
+            check_parent(found, name, entry, ds, {"bands": tuple(dict.fromkeys(bands))})
+        for pair in (pairs_of[name] if entry["kind"] == "paired" else []):
+            surveys = pair_surveys(pair, datasets)
+            pair_needs = {s: needs.get((pair["name"], s), {}) for s in surveys}
+            paired = check_paired(found, name, pair, ds, surveys, config, pair_needs)
+            if paired is not None:
+                check_columns(found, name, paired, later_columns(config, pair, surveys))
+        if len(found.problems) > n_before:
+            row["status"] = "problem"
+    check_models(found, config, list_files)
+    return found
+
+
+def report(found: Findings, title: str) -> str:
+    """The Markdown report: one table each for datasets, pair sides and models, then notes and problems."""
+    parts = [f"# Preflight: {title}", ""]
+    verdict = (f"**{len(found.problems)} problem(s)**: the run would fail; see the list at the end."
+               if found.problems else "**No problem found**: every dataset and model the run reads is there, "
+                                      "in the layout it expects.")
+    parts += [verdict, ""]
+    for key, heading in (("datasets", "Datasets (first rows, streamed at the pinned revision)"),
+                         ("sides", "Pair sides (what the embedding jobs read)"),
+                         ("models", "Models (repository files at the pinned revision)")):
+        if found.rows[key]:
+            parts += [f"## {heading}", "", markdown_table(found.rows[key]), ""]
+    if found.notes:
+        parts += ["## Notes", ""] + [f"- {n}" for n in found.notes] + [""]
+    if found.problems:
+        parts += ["## Problems", ""] + [f"- {p}" for p in found.problems] + [""]
+    return "\n".join(parts)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    head = list(rows[0])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(r.get(c, "")).replace("|", "\\|") for c in head) + " |" for r in rows]
+    return "\n".join(lines)

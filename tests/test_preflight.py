@@ -1,0 +1,259 @@
+"""The preflight, on local folders in the real layouts (the Smith42 sets as MMU's cross-match leaves them,
+PROVABGS, model repositories), good and deliberately broken."""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import numpy as np
+import pytest
+from datasets import Array2D, Dataset, Features, Sequence, Value
+
+from samesky.preflight import PreflightError, check_hub_reachable, report, run_preflight
+from samesky.surveys import DESI_NPIX
+
+from conftest import validated
+from test_astroclip_data import _write_h5
+
+N, PIX = 12, 8
+HSC_BANDS = ["HSC-G", "HSC-R", "HSC-I", "HSC-Z", "HSC-Y"]
+JWST_BANDS = ["F090W", "F115W", "F150W", "F200W", "F277W", "F356W", "F444W"]
+LEGACY_BANDS = ["DES-G", "DES-R", "DES-I", "DES-Z"]
+
+
+def _image_feature():
+    return Sequence({"band": Value("string"), "flux": Array2D((PIX, PIX), "float32"),
+                     "ivar": Array2D((PIX, PIX), "float32"), "mask": Array2D((PIX, PIX), "bool")})
+
+
+def _image(bands, rng):
+    return {"band": list(bands), "flux": rng.normal(1, 0.1, (len(bands), PIX, PIX)).astype(np.float32),
+            "ivar": np.ones((len(bands), PIX, PIX), np.float32), "mask": np.zeros((len(bands), PIX, PIX), bool)}
+
+
+def _spectrum(npix, rng, with_lambda=True):
+    out = {"flux": rng.normal(1, 0.1, npix).astype(np.float32), "ivar": np.ones(npix, np.float32),
+           "mask": np.zeros(npix, bool)}
+    if with_lambda:
+        out["lambda"] = np.linspace(3800, 9200, npix).astype(np.float32)
+    return out
+
+
+def _save(rows, features, folder):
+    """A folder in the Hub's layout (data/train-*.parquet), which `load_dataset` streams as it does a Hub id."""
+    (folder / "data").mkdir(parents=True)
+    Dataset.from_list(rows, features=Features(features)).to_parquet(folder / "data" / "train-00000-of-00001.parquet")
+    return str(folder)
+
+
+def write_layouts(root, *, jwst_bands=JWST_BANDS, desi_npix=DESI_NPIX, spectrum_column="spectrum", ids=None):
+    """The four Smith42 sets and PROVABGS in their layouts; keyword arguments break one fact."""
+    rng = np.random.default_rng(0)
+    ids = ids or [str(36411000000000 + i) for i in range(N)]
+    sources = {}
+    sources["jwst_hsc_crossmatched"] = _save(
+        [{"object_id": i, "hsc_image": _image(HSC_BANDS, rng), "jwst_image": _image(jwst_bands, rng)} for i in ids],
+        {"object_id": Value("string"), "hsc_image": _image_feature(), "jwst_image": _image_feature()},
+        root / "jwst_hsc_crossmatched")
+    sources["legacysurvey_hsc_crossmatched"] = _save(
+        [{"object_id": i, "hsc_image": _image(HSC_BANDS, rng), "legacysurvey_image": _image(LEGACY_BANDS, rng)}
+         for i in ids],
+        {"object_id": Value("string"), "hsc_image": _image_feature(), "legacysurvey_image": _image_feature()},
+        root / "legacysurvey_hsc_crossmatched")
+    spectrum = Sequence({"flux": Value("float32"), "ivar": Value("float32"), "mask": Value("bool"),
+                         "lambda": Value("float32")})
+    sources["desi_hsc_crossmatched"] = _save(
+        [{"object_id": i, "image": _image(HSC_BANDS, rng), spectrum_column: _spectrum(desi_npix, rng),
+          "Z": 0.1, "ZWARN": False, "TARGETID": 39627000000 + k} for k, i in enumerate(ids)],
+        {"object_id": Value("string"), "image": _image_feature(), spectrum_column: spectrum, "Z": Value("float32"),
+         "ZWARN": Value("bool"), "TARGETID": Value("int64")},
+        root / "desi_hsc_crossmatched")
+    sources["sdss_hsc_crossmatched"] = _save(
+        [{"object_id": i, "image": _image(HSC_BANDS, rng), "spectrum": _spectrum(3800 + k, rng), "Z": 0.1,
+          "ZWARNING": False} for k, i in enumerate(ids)],
+        {"object_id": Value("string"), "image": _image_feature(), "spectrum": spectrum, "Z": Value("float32"),
+         "ZWARNING": Value("bool")},
+        root / "sdss_hsc_crossmatched")
+    sources["provabgs"] = _save(
+        [{"object_id": str(39627000000 + k), "ra": 150.0, "dec": 2.0, "LOG_MSTAR": 10.0, "Z_MW": 0.01,
+          "TAGE_MW": 5.0, "AVG_SFR": 1.0, "MAG_R": 19.0} for k in range(N)],
+        {"object_id": Value("string"), "ra": Value("float64"), "dec": Value("float64"),
+         **{c: Value("float32") for c in ("LOG_MSTAR", "Z_MW", "TAGE_MW", "AVG_SFR", "MAG_R")}},
+        root / "provabgs")
+    _write_h5(root / "astroclip_desi.h5")  # AstroCLIP's evaluation file in its layout
+    return sources
+
+
+MODEL_FILES = {  # repository layouts as released (file names only: the preflight lists, it does not load)
+    "facebook/convnextv2-nano-22k-224": ["config.json", "preprocessor_config.json", "pytorch_model.bin"],
+    "facebook/dinov2-with-registers-small": ["config.json", "preprocessor_config.json", "model.safetensors"],
+    "Smith42/astroPT_v2.0": ["astropt/015M/ckpt.pt", "astropt/095M/ckpt.pt", "astropt/850M/ckpt.pt", "README.md"],
+    "polymathic-ai/specformer": ["specformer.ckpt"],
+    "polymathic-ai/astroclip": ["astroclip.ckpt"],
+}
+
+
+def lister(files=MODEL_FILES):
+    def list_files(hub_id, revision):
+        if hub_id not in files:
+            raise FileNotFoundError(f"404 Client Error: repository {hub_id} not found")
+        return "0123456789abcdef0123", files[hub_id]
+    return list_files
+
+
+def paper_on(sources, paper_config, **crossmatch):
+    """The paper preset with its datasets read from local folders (and a few models, to stay quick)."""
+    config = copy.deepcopy(paper_config)
+    for d in config["datasets"]:
+        d["source"] = sources.get(d["name"], d["source"])
+        if d["name"] == "astroclip_desi":
+            d["source"] = str(sources["root"] / "astroclip_desi.h5")
+    config["models"] = [{"family": "astropt", "sizes": ["small"]}, {"family": "convnextv2", "sizes": ["nano"]},
+                        {"family": "dinov2", "sizes": ["small"]}, {"family": "specformer", "sizes": ["base"]},
+                        {"family": "astroclip", "sizes": ["image", "spectrum"], "only_pairs": ["astroclip_desi"]}]
+    config["crossmatch"].update(crossmatch)
+    config["alignment"]["size_curves"]["decomposition_model"] = "dinov2-small"
+    return validated(config)
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory):
+    root = tmp_path_factory.mktemp("layouts")
+    return {**write_layouts(root), "root": root}
+
+
+def test_the_paper_preset_on_good_layouts_passes_and_the_report_says_what_it_read(good, paper_config):
+    found = run_preflight(paper_on(good, paper_config), sample_rows=8, list_files=lister())
+    assert found.problems == []
+    text = report(found, "paper preset, local layouts")
+    assert "**No problem found**" in text
+    sides = {(r["pair"], r["side"]): r for r in found.rows["sides"]}
+    assert sides[("jwst_hsc", "jwst")]["bands / length"] == "f090w f115w f150w f200w f277w f356w f444w"
+    assert sides[("desi_hsc", "desi")]["bands / length"] == str(DESI_NPIX)
+    assert sides[("legacysurvey_hsc", "hsc")]["shape"] == f"5x{PIX}x{PIX}"
+    datasets = {r["dataset"]: r for r in found.rows["datasets"]}
+    assert datasets["desi_hsc_crossmatched"]["object id"] == "object_id: string"
+    assert datasets["desi_hsc_crossmatched"]["rows sampled"] == 8
+    assert datasets["astroclip_desi"]["status"].startswith("ok")
+    models = {r["model"]: r for r in found.rows["models"]}
+    assert models["convnextv2-nano"]["weights"] == "pytorch .bin"  # the repository holds no safetensors
+    assert models["dinov2-small"]["weights"] == "safetensors"
+    assert models["astropt-small"]["loads"] == "astropt/015M/ckpt.pt"
+    assert any("unverifiable" in n for n in found.notes)  # the Smith42 sets carry no positions
+
+
+@pytest.mark.parametrize("broken, config_change, expected", [
+    ({"spectrum_column": "spec"}, {},
+     "dataset desi_hsc_crossmatched: pair desi_hsc: columns ['spectrum'] named in the config's 'rename' are absent; "
+     "has ['object_id', 'image', 'spec', 'Z', 'ZWARN', 'TARGETID']"),
+    ({"jwst_bands": JWST_BANDS[1:]}, {},
+     "dataset jwst_hsc_crossmatched: column 'jwst_image' field 'band': bands ['f090w'] needed, found "
+     "['f115w', 'f150w', 'f200w', 'f277w', 'f356w', 'f444w']"),
+    ({"desi_npix": 7780}, {},
+     "dataset desi_hsc_crossmatched: column 'desi_spectrum' field 'flux': length [7780], the DESI grid has 7781 pixels"),
+    ({"ids": ["1", "2", "2", "3"] * 3}, {"repeated_ids": "error"},
+     "dataset jwst_hsc_crossmatched: pair jwst_hsc: field 'object_id' has 3 duplicated values, e.g. ['1', '2', '3']; "
+     "pairs are joined by object id, so ids must be unique"),
+])
+def test_a_broken_layout_gives_one_line_naming_dataset_field_and_what_was_found(
+        tmp_path, paper_config, broken, config_change, expected):
+    sources = {**write_layouts(tmp_path, **broken), "root": tmp_path}
+    found = run_preflight(paper_on(sources, paper_config, **config_change), sample_rows=12, list_files=lister())
+    assert expected in found.problems
+    assert f"- {expected}" in report(found, "broken")
+
+
+def test_repeated_ids_are_reported_not_refused_under_keep_closest(tmp_path, paper_config):
+    sources = {**write_layouts(tmp_path, ids=["1", "2", "2", "3"] * 3), "root": tmp_path}
+    found = run_preflight(paper_on(sources, paper_config), sample_rows=12, list_files=lister())
+    assert found.problems == []
+    assert {r["dataset"]: r["repeats in sample"] for r in found.rows["datasets"]}["jwst_hsc_crossmatched"] == 9
+
+
+def test_a_model_repository_without_weights_or_missing_is_named(good, paper_config):
+    files = {**MODEL_FILES, "facebook/convnextv2-nano-22k-224": ["config.json", "README.md"]}
+    del files["polymathic-ai/specformer"]
+    found = run_preflight(paper_on(good, paper_config), sample_rows=4, list_files=lister(files))
+    assert ("model convnextv2-nano: repository facebook/convnextv2-nano-22k-224: no weights file (*.safetensors or "
+            "*.bin) at this revision; has ['README.md', 'config.json']") in found.problems
+    assert ("model specformer-base: repository polymathic-ai/specformer@main: cannot list its files: 404 Client Error: "
+            "repository polymathic-ai/specformer not found") in found.problems
+    assert len(found.problems) == 2
+
+
+def test_a_missing_or_unreadable_evaluation_file_is_named(good, paper_config, tmp_path):
+    config = paper_on(good, paper_config)
+    for d in config["datasets"]:
+        if d["name"] == "astroclip_desi":
+            d["source"] = str(tmp_path / "nowhere.h5")
+    found = run_preflight(config, sample_rows=4, list_files=lister())
+    assert any(p.startswith(f"dataset astroclip_desi: file {tmp_path / 'nowhere.h5'}: unreachable") for p in found.problems)
+    (tmp_path / "other.h5").write_bytes(b"not HDF5")
+    config["datasets"][[d["name"] for d in config["datasets"]].index("astroclip_desi")]["source"] = str(tmp_path / "other.h5")
+    found = run_preflight(config, sample_rows=4, list_files=lister())
+    assert [p for p in found.problems if "other.h5" in p] != []
+
+
+def test_offline_the_preflight_stops_at_once_with_cannot_reach_the_hub(paper_config, monkeypatch):
+    import requests
+
+    def stalled(*args, **kwargs):  # a DNS lookup that never answers
+        time.sleep(30)
+
+    monkeypatch.setattr(requests, "head", stalled)
+    start = time.monotonic()
+    with pytest.raises(PreflightError, match=r"cannot reach the Hub \(https://huggingface.co\)"):
+        run_preflight(validated(paper_config), timeout_s=0.5)
+    assert time.monotonic() - start < 10  # the deadline holds: no hang
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(PreflightError, match="cannot reach the Hub .*HF_HUB_OFFLINE is set"):
+        check_hub_reachable(5)
+
+
+def _preflight(work, *configfiles, env=None):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "snakemake", "preflight", "--cores", "1", "--configfile",
+                           "config/paper.yaml", *configfiles], cwd=work, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.fixture()
+def work(tmp_path, repo):
+    import shutil
+
+    dest = tmp_path / "samesky"
+    shutil.copytree(repo, dest, ignore=shutil.ignore_patterns(".venv", "results", "resources", ".snakemake", ".git",
+                                                              "*.egg-info"))
+    return dest
+
+
+def test_snakemake_preflight_writes_its_report_and_fails_with_one_line_per_problem(work, paper_config):
+    import yaml
+
+    sources = write_layouts(work / "resources" / "layouts", desi_npix=7780)
+    datasets = copy.deepcopy(paper_config["datasets"])
+    for d in datasets:
+        d["source"] = sources.get(d["name"], str(work / "resources" / "layouts" / "astroclip_desi.h5"))
+    # the models are made here (no Hub): this run checks the datasets
+    (work / "local.yaml").write_text(yaml.safe_dump({
+        "results": "results/preflight", "datasets": datasets, "model_weights": "mini",
+        "mini_specformer_pretraining": {"dataset": "desi_hsc_crossmatched", "steps": 0}}))
+    proc = _preflight(work, "local.yaml")
+    assert proc.returncode != 0, proc.stderr[-3000:]
+    line = ("dataset desi_hsc_crossmatched: column 'desi_spectrum' field 'flux': length [7780], the DESI grid has "
+            "7781 pixels")
+    assert f"1 problem(s) (report: results/preflight/preflight.md):\n{line}" in proc.stderr
+    text = (work / "results" / "preflight" / "preflight.md").read_text()
+    assert "**1 problem(s)**" in text and f"- {line}" in text and "| jwst_hsc | jwst | jwst_image |" in text
+    assert not (work / "resources" / "paper").exists()  # nothing was downloaded
+
+
+def test_snakemake_preflight_offline_fails_fast_naming_the_hub(work):
+    proc = _preflight(work, env={"HF_HUB_OFFLINE": "1"})
+    assert proc.returncode != 0
+    assert "cannot reach the Hub (https://huggingface.co): HF_HUB_OFFLINE is set" in proc.stderr
+    assert "cannot reach the Hub" in (work / "results" / "paper" / "preflight.md").read_text()

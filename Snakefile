@@ -33,8 +33,17 @@ wildcard_constraints:
 include: "workflow/rules/data.smk"
 include: "workflow/rules/crossmatch.smk"
 include: "workflow/rules/embed.smk"
+
+
+if RELEASED:  # the released-embeddings preset: embeddings files instead of the embedding jobs
+
+    include: "workflow/rules/released.smk"
+
+
 include: "workflow/rules/alignment.smk"
-include: "workflow/rules/probes.smk"
+if "probes" in config:  # `probes: null` switches them off (the released-embeddings preset)
+
+    include: "workflow/rules/probes.smk"
 
 
 rule all:

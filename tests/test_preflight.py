@@ -257,3 +257,25 @@ def test_snakemake_preflight_offline_fails_fast_naming_the_hub(work):
     assert proc.returncode != 0
     assert "cannot reach the Hub (https://huggingface.co): HF_HUB_OFFLINE is set" in proc.stderr
     assert "cannot reach the Hub" in (work / "results" / "paper" / "preflight.md").read_text()
+
+
+def test_the_released_preset_checks_every_released_file_it_reads(tmp_path):
+    import yaml
+    from snakemake.utils import update_config
+
+    from conftest import REPO
+    from test_released import write_released
+
+    write_released(tmp_path / "pu")
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    update_config(config, yaml.safe_load((REPO / "config" / "released.yaml").read_text()))
+    del config["probes"]
+    config["released_embeddings"]["source"] = str(tmp_path / "pu")
+    config["pairs"] = config["pairs"][::2]  # jwst_hsc, desi_hsc: the modes written
+    config["models"] = [{"family": "dinov2", "sizes": ["small", "base", "large"]}, {"family": "specformer", "sizes": ["base"]}]
+    config["alignment"]["hsc_pair"] = "jwst_hsc"
+    found = run_preflight(validated(config))
+    assert found.problems == [
+        f"released embeddings dinov2-large: pair jwst_hsc: no file 'jwst/dino_large.parquet' in {tmp_path / 'pu'}@main",
+        f"released embeddings dinov2-large: pair desi_hsc: no file 'desi/dino_large.parquet' in {tmp_path / 'pu'}@main"]
+    assert [r["status"] for r in found.rows["models"]].count("ok") == 4

@@ -59,6 +59,8 @@ def needs_network(config: dict, models: bool = True) -> list[str]:
     remote = [d["source"] for d in config["datasets"] if is_remote(d["source"])]
     if models and config["model_weights"] == "hub":
         remote += sorted({spec_by_name(f"{m['family']}-{s}").hub_id for m in config["models"] for s in m["sizes"]})
+    if config["model_weights"] == "released":  # the datasets are not read, only the released files
+        remote = [config["released_embeddings"]["source"]] if is_remote(config["released_embeddings"]["source"]) else []
     return remote
 
 
@@ -330,6 +332,42 @@ def check_models(found: Findings, config: dict, list_files=hub_model_files) -> N
             row.update(weights=fmt, loads=entry)
 
 
+def hub_dataset_files(repo_id: str, revision: str) -> tuple[str, list[str]]:
+    """(resolved commit, file names) of a Hub dataset repository, or of a local folder in its layout."""
+    if not is_remote(repo_id):
+        return "local", [str(p.relative_to(repo_id)) for p in Path(repo_id).rglob("*") if p.is_file()]
+    from huggingface_hub import HfApi
+
+    info = HfApi().dataset_info(repo_id, revision=revision)
+    return info.sha, [f.rfilename for f in info.siblings or []]
+
+
+def check_released(found: Findings, config: dict, list_files=hub_dataset_files) -> None:
+    """model_weights released: every file the run reads is in the released repository at its revision."""
+    from .released import released_path
+
+    r = config["released_embeddings"]
+    datasets = {d["name"]: d for d in config["datasets"]}
+    try:
+        resolved, files = list_files(r["source"], r["revision"])
+    except Exception as exc:  # noqa: BLE001 (no such repository, revision, or access)
+        found.problem("released embeddings", f"repository {r['source']}@{r['revision']}",
+                      f"cannot list its files: {_reason(exc)}")
+        return
+    images = [spec_by_name(f"{m['family']}-{s}") for m in config["models"] for s in m["sizes"]
+              if spec_by_name(f"{m['family']}-{s}").modality == "image"]
+    for pair in config["pairs"]:
+        mode = pair_surveys(pair, datasets)[1]
+        for spec in images:
+            path = released_path(mode, spec)
+            row = {"model": spec.name, "repository": r["source"], "revision": f"{r['revision']} -> {resolved[:12]}",
+                   "files": pair["name"], "weights": "released embeddings", "loads": path, "status": "ok"}
+            found.rows["models"].append(row)
+            if path not in files:
+                row["status"] = found.problem(f"released embeddings {spec.name}", f"pair {pair['name']}",
+                                              f"no file '{path}' in {r['source']}@{r['revision']}")
+
+
 # The whole check -----------------------------------------------------------------------------------------
 
 
@@ -343,6 +381,9 @@ def run_preflight(config: dict, sample_rows: int = 32, timeout_s: float = 20.0, 
     datasets = {d["name"]: d for d in config["datasets"]}
     needs = side_needs(config)
     pairs_of = {name: [p for p in config["pairs"] if name in pair_datasets(p)] for name in datasets}
+    if config["model_weights"] == "released":
+        check_released(found, config)
+        return found
     for name, entry in datasets.items():
         row = {"dataset": name, "source": entry["source"], "revision": entry["revision"] or "",
                "rows sampled": "", "object id": "", "repeats in sample": "", "status": "ok"}

@@ -9,9 +9,12 @@ from snakemake.utils import validate
 
 from samesky.config import EmbeddingRef, check_config, pair_datasets, pair_surveys
 from samesky.registry import spec_by_name
+from samesky.released import released_path
 from samesky.steps import STEPS
 from samesky.surveys import modality_of
 
+if config.get("probes", {}) is None:  # `probes: null` in a later --configfile: no probes (a config file cannot delete a key)
+    del config["probes"]
 validate(config, "../schemas/config.schema.yaml")
 check_config(config)
 
@@ -84,7 +87,7 @@ def download_inputs(wildcards):
 def preflight_settings():
     """The config sections the preflight checks the run against."""
     keys = ("preset", "datasets", "pairs", "models", "model_weights", "crossmatch", "embedding", "alignment",
-            "probes", "preflight")
+            "probes", "preflight", "released_embeddings")
     return {key: config[key] for key in keys if key in config}
 
 
@@ -273,6 +276,54 @@ def embed_runtime(wildcards):
     return 30 + int(MODELS[wildcards.model].params_m / 10) * len(model_sides(wildcards.model))
 
 
+# Released embeddings (model_weights: released) -------------------------------------------------------
+
+
+RELEASED = config["model_weights"] == "released"
+
+
+def released_files():
+    """(pair, image model) of every released file read: one per image model size and pair; a spectroscopic
+    pair's spectrum embeddings lie in its image models' files."""
+    return list(dict.fromkeys((p, m) for p, _, m in embedding_jobs() if MODELS[m].modality == "image"))
+
+
+def released_file(pair, model):
+    return f"{RESOURCES}/embeddings/{pair}/{model}.parquet"
+
+
+def released_repo_path(wildcards):
+    """The file's path in the released repository: {mode}/{model}_{size}.parquet, the mode being the
+    survey the pair compares with HSC."""
+    return released_path(pair_surveys(PAIRS[wildcards.pair], DATASETS)[1], MODELS[wildcards.model])
+
+
+def released_audit_files():
+    return [{"pair": p, "model": m, "reference": pair_surveys(PAIRS[p], DATASETS)[0],
+             "other": pair_surveys(PAIRS[p], DATASETS)[1]} for p, m in released_files()]
+
+
+def released_sides(model):
+    """Each side a model has, with the released file holding it: the model's own (images), or the pair's
+    first image model's (spectra)."""
+    sides = []
+    for pair, survey in model_sides(model):
+        holder = model if MODELS[model].modality == "image" else next(m for p, m in released_files() if p == pair)
+        sides.append({"pair": pair, "survey": survey, "file_model": holder,
+                      "released_path": released_path(pair_surveys(PAIRS[pair], DATASETS)[1], MODELS[holder])})
+    return sides
+
+
+def released_embedding_inputs(wildcards):
+    files = [released_file(s["pair"], s["file_model"]) for s in released_sides(wildcards.model)]
+    return {"files": files, "provenance": [provenance_of(f) for f in files],
+            "audit": f"{RESULTS}/tables/released_audit.csv"}
+
+
+def released_embedding_sides(wildcards):
+    return released_sides(wildcards.model)
+
+
 # Alignment ---------------------------------------------------------------------------------------------
 
 
@@ -303,9 +354,10 @@ def pair_files(wildcards):
 def size_curve_inputs(wildcards):
     """The pair's embeddings, plus where its classes come from (the mini truth or the pair dataset)."""
     inputs = pair_embeddings(wildcards)
-    if config["alignment"]["size_curves"]["classes"]["source"] == "truth":
+    source = config["alignment"]["size_curves"]["classes"]["source"]
+    if source == "truth":
         inputs["truth"] = f"{RESOURCES}/mini_universe/truth.parquet"
-    else:
+    elif source == "pair":
         inputs["dataset"] = f"{RESULTS}/crossmatch/{wildcards.pair}/dataset"
     return inputs
 
@@ -431,6 +483,8 @@ def probe_targets():
 
 
 def all_targets():
+    if RELEASED:  # no data, no crossmatch: the released files, audited, and the alignment on them
+        return [f"{RESULTS}/tables/released_audit.csv", f"{RESULTS}/embeddings/summary.csv"] + alignment_targets()
     targets = [f"{RESULTS}/crossmatch/summary.csv", f"{RESULTS}/embeddings/summary.csv"] + alignment_targets()
     targets += probe_targets()
     if uses_mini_universe():

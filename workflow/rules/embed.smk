@@ -124,29 +124,32 @@ rule prepare_images:
         "../scripts/step.py"
 
 
-rule embed:
-    input:
-        unpack(embedding_inputs),
-    output:
-        embeddings=directory(f"{RESULTS}/embeddings/{{model}}"),
-    params:
-        config=step_config("embed"),
-        spec=model_spec,
-        sides=embedding_sides,
-    log:
-        f"{RESULTS}/logs/embed/{{model}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/embed/{{model}}.tsv"
-    threads: embed_threads()
-    resources:
-        gpu=1 if config["embedding"]["gpu"] else 0,
-        mem_mb=embed_mem_mb,
-        gpu_mem_mb=embed_gpu_mem_mb,
-        runtime=embed_runtime,
-    conda:
-        "../../envs/gpu.yaml" if config["embedding"]["gpu"] else "../../envs/cpu.yaml"
-    script:
-        "../scripts/step.py"
+# the released-embeddings preset takes its embeddings from released_embeddings (released.smk) instead
+if not RELEASED:
+
+    rule embed:
+        input:
+            unpack(embedding_inputs),
+        output:
+            embeddings=directory(f"{RESULTS}/embeddings/{{model}}"),
+        params:
+            config=step_config("embed"),
+            spec=model_spec,
+            sides=embedding_sides,
+        log:
+            f"{RESULTS}/logs/embed/{{model}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/embed/{{model}}.tsv"
+        threads: embed_threads()
+        resources:
+            gpu=1 if config["embedding"]["gpu"] else 0,
+            mem_mb=embed_mem_mb,
+            gpu_mem_mb=embed_gpu_mem_mb,
+            runtime=embed_runtime,
+        conda:
+            "../../envs/gpu.yaml" if config["embedding"]["gpu"] else "../../envs/cpu.yaml"
+        script:
+            "../scripts/step.py"
 
 
 rule embedding_summary:

@@ -47,6 +47,8 @@ def class_labels(classes, reference: str, truth=None, dataset=None, other: str =
     pair dataset (source pair; ``{other}`` in the column is the pair's other survey). None for a pair not in
     ``classes.only_pairs``: its curves come without the decomposition. A decomposed pair without the column
     is an error naming it and the columns present."""
+    if classes["source"] == "none":
+        return None
     if classes["only_pairs"] is not None and pair not in classes["only_pairs"]:
         log.info("%s is not in size_curves.classes.only_pairs: curves without the class decomposition", pair)
         return None

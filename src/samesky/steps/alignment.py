@@ -64,7 +64,9 @@ def size_curves(inputs, outputs, settings):
     classes = opts["size_curves"]["classes"]
     reference, other = settings["surveys"]
     where = {"other": other, "pair": settings["pair"]}
-    if classes["source"] == "truth":
+    if classes["source"] == "none":
+        labels = None
+    elif classes["source"] == "truth":
         labels = class_labels(classes, reference, truth=pd.read_parquet(inputs.truth), **where)
     else:
         labels = class_labels(classes, reference, dataset=load_dataset_dir(inputs.dataset), dataset_name=inputs.dataset,

@@ -148,3 +148,90 @@ def embedding_summary(inputs, outputs, settings):
                      "params_m": meta["model"]["params_m"], "weights": meta["model"]["weights"],
                      "pooling": meta["model"]["pooling"], "n_objects": len(ids), "dim": emb.shape[1]})
     write_csv(outputs.table, pd.DataFrame(rows))
+
+
+# Released embeddings (model_weights: released): fetched, audited, then written in the layout above ------
+
+
+@step(reads=("released_embeddings",))
+def fetch_released(inputs, outputs, settings):
+    """One released file (``settings.path`` in the repository) of one model on one pair."""
+    from ..provenance import dataset_entry
+    from ..released import fetch_released as fetch
+
+    r = settings["released_embeddings"]
+    info = fetch(r["source"], r["revision"], settings["path"], outputs.file)
+    log.info("released %s of %s (revision %s)", settings["path"], r["source"], info["revision_resolved"])
+    return {"datasets": {f"released:{settings['path']}": dataset_entry(info)}, **info}
+
+
+@step(reads=("released_embeddings.audit", "seed"))
+def audit_released(inputs, outputs, settings):
+    """Every released file: are its two sides' rows the same objects (ids, or the scramble check)? And in a
+    spectroscopic pair, does every file carry the same spectrum embeddings in the same order?"""
+    import pandas as pd
+
+    from ..registry import spec_by_name
+    from ..released import audit_file, same_spectra
+
+    opts = settings["released_embeddings"]["audit"]
+    rows = []
+    for f, path in zip(settings["files"], inputs.all("files")):
+        rows.append(audit_file(path, f["pair"], spec_by_name(f["model"]), f["reference"], f["other"], opts["k"],
+                               opts["n_permutations"], opts["alpha"], settings["seed"]))
+        log.info("%s", rows[-1])
+    table = pd.DataFrame(rows)
+    table["same_spectra_as_first_file"] = ""
+    for pair in table["pair"].unique():
+        f0 = next(f for f in settings["files"] if f["pair"] == pair)
+        if modality_of(f0["other"]) != "spectrum":
+            continue
+        files = {f["model"]: p for f, p in zip(settings["files"], inputs.all("files")) if f["pair"] == pair}
+        same = same_spectra(files, {m: spec_by_name(m) for m in files}, f0["other"])
+        for model, ok in same.items():
+            table.loc[(table["pair"] == pair) & (table["model"] == model), "same_spectra_as_first_file"] = \
+                "yes" if ok else "NO: the files' row orders differ"
+    write_csv(outputs.table, table)
+    bad = table[~table["verdict"].eq("paired") | table["same_spectra_as_first_file"].str.startswith("NO")]
+    if len(bad):
+        log.warning("released files not usable: %s", bad[["pair", "model", "verdict"]].to_dict("records"))
+
+
+@step(records=True)
+def released_embeddings(inputs, outputs, settings, record):
+    """One model's sides (``settings.sides``: pair, survey, and the released file and model that holds it)
+    as embeddings files, refused where the audit (``inputs.audit``) found the file's rows not paired."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from ..embed.models import model_record
+    from ..io import atomic_path, write_json
+    from ..registry import spec_by_name
+    from ..released import ReleasedError, to_embeddings
+
+    audit = pd.read_csv(inputs.audit, keep_default_na=False)
+    spec = settings["spec"]
+    with atomic_path(outputs.embeddings, is_dir=True) as folder:
+        for side, path, upstream in zip(settings["sides"], inputs.all("files"), inputs.all("provenance")):
+            row = audit[(audit["pair"] == side["pair"]) & (audit["model"] == side["file_model"])].iloc[0]
+            if row["verdict"] != "paired" or row["same_spectra_as_first_file"].startswith("NO"):
+                raise ReleasedError(
+                    f"{path} ({side['released_path']}): refused, its rows are not paired ({row['verdict']}; MKNN {row['mknn']:.4f} against a "
+                    f"null of {row['null_mean']:.4f}, p = {row['p_value']:.3g}; same spectra: "
+                    f"{row['same_spectra_as_first_file'] or 'n/a'}); see {inputs.audit}. Leave {side['file_model']} "
+                    f"out of `models`, or take a revision whose file is fixed")
+            ids, emb = to_embeddings(path, spec_by_name(side["file_model"]), side["survey"])
+            model_info = {**model_record({"hub_id": None, "revision": None, "weights": "released embeddings",
+                                          "seed": None}, spec), "released_file": str(path)}
+            info = {"model": model_info,
+                    "data": {"pair": side["pair"], "survey": side["survey"], "n_objects": len(ids),
+                             "dim": int(emb.shape[1])},
+                    "released": {"file": str(path), "column_of": side["file_model"],
+                                 "rows_joined_by": row["rows_joined_by"], "audit": {
+                                     k: row[k] for k in ("mknn", "null_mean", "p_value", "verdict")}}}
+            out = Path(folder) / side["pair"] / f"{side['survey']}.parquet"
+            write_embeddings(out, ids, emb, metadata=info)
+            write_json(out.with_suffix(".provenance.json"), record([upstream], models={spec.name: model_info}, **info))
+            log.info("%s %s: %d x %d released embeddings (%s)", side["pair"], side["survey"], len(ids), emb.shape[1],
+                     row["rows_joined_by"])

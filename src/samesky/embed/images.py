@@ -98,8 +98,10 @@ class BlankTest:
         if self.survey != "jwst":
             return False
         (f200w,), _ = select_bands(image, ("f200w",), object_id)
-        low, high = np.nanpercentile(f200w, [5, 99]) if np.isfinite(f200w).any() else (np.nan, np.nan)
-        return bool(low == high or not np.isfinite(low))
+        if not np.isfinite(f200w).any():
+            return False  # the paper's test, NaN - NaN == 0, is False: an all-NaN F200W is kept, as there
+        low, high = np.nanpercentile(f200w, [5, 99])
+        return bool(low == high)
 
     @property
     def description(self) -> str:

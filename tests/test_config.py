@@ -152,3 +152,21 @@ def test_config_readme_documents_every_key_as_the_schema_says(repo):
     for key in ("probes.catalogue.source", "pairs[].reference_dataset", "alignment.size_curves.classes.column",
                 "mini_universe.surveys.<name>.bright_limit", "probes.compare[][].model", "resources"):
         assert f"`{key}`" in text or f"## `{key}`" in text, key
+
+
+def test_the_released_preset_is_valid_and_its_audit_must_be_able_to_pass(repo, default_config):
+    import yaml
+    from snakemake.utils import update_config
+
+    config = copy.deepcopy(default_config)
+    update_config(config, yaml.safe_load((repo / "config" / "released.yaml").read_text()))
+    assert config.pop("probes") is None  # `probes: null`: the workflow removes the section before validating
+    _validate(repo, config)
+    check_config(config)
+    config["released_embeddings"]["audit"]["n_permutations"] = 50
+    with pytest.raises(ConfigError, match=r"released_embeddings.audit.n_permutations: 50 permutations cannot give a "
+                                          r"p-value at or below alpha = 0.01"):
+        check_config(config)
+    del config["released_embeddings"]
+    with pytest.raises(ConfigError, match="model_weights 'released' needs it"):
+        check_config(config)

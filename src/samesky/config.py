@@ -93,6 +93,13 @@ def check_config(config: dict) -> None:
                               f"alignment {sorted(aligned)}")
     if config.get("probes"):
         _check_probes(config["probes"], config, model_names)
+    audit = (config.get("released_embeddings") or {}).get("audit")
+    if audit and 1 / (audit["n_permutations"] + 1) > audit["alpha"]:
+        raise ConfigError(f"config key released_embeddings.audit.n_permutations: {audit['n_permutations']} permutations "
+                          f"cannot give a p-value at or below alpha = {audit['alpha']} (the smallest is 1/(n+1)), so "
+                          "every file would be refused")
+    if config["model_weights"] == "released" and "released_embeddings" not in config:
+        raise ConfigError("config key released_embeddings: model_weights 'released' needs it (where the files are)")
     _check_pretraining(config, datasets)
 
 

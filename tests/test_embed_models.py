@@ -205,3 +205,46 @@ def test_astroclips_encoders_share_one_downloaded_checkpoint(tmp_path, monkeypat
         assert manifest["revision_resolved"] == read_manifest(shared)["revision_resolved"]
         assert manifest["family"] == spec.family and manifest["size"] == spec.size
         assert not list(folder.glob("*.ckpt"))  # no second copy
+
+
+LAYERED = [("vit", "base"), ("dinov2", "small"), ("ijepa", "huge"), ("convnextv2", "nano"), ("astropt", "base"),
+           ("specformer", "base")]
+
+
+def _mini_inputs(model, spec):
+    rng = np.random.default_rng(0)
+    if spec.family == "specformer":
+        return {"flux": torch.from_numpy(rng.normal(1, 0.2, (3, 7781)).astype(np.float32))}
+    side = spec.mini.get("image_size", 64) if spec.family != "astropt" else 4 * spec.mini["patch_size"]
+    return model.prepare_images(rng.integers(0, 256, (3, side, side, 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("family, size", LAYERED)
+def test_layerwise_embeddings_have_one_layer_per_block_and_the_reference_layer_is_the_embedding(tmp_path, family,
+                                                                                                size):
+    spec = get_spec(family, size)
+    write_mini_model(spec, tmp_path / "m", seed=0)
+    model = load_model(tmp_path / "m")
+    inputs = _mini_inputs(model, spec)
+    with torch.no_grad():
+        layers, final = model.embed_layers(inputs), model.embed(inputs)
+    expected = {"vit": spec.mini.get("num_hidden_layers"), "dinov2": spec.mini.get("num_hidden_layers"),
+                "ijepa": spec.mini.get("num_hidden_layers"), "convnextv2": len(spec.mini.get("depths", [])),
+                "astropt": spec.mini.get("n_layer"), "specformer": spec.mini.get("num_layers")}[family]
+    assert len(layers) == len(model.layer_names()) == expected
+    assert torch.equal(layers[model.reference_layer], final)  # bit for bit: the final-layer tables are one cell
+    if family in ("vit", "dinov2", "ijepa", "convnextv2"):  # against transformers' own output_hidden_states
+        with torch.no_grad():
+            hidden = model.model(pixel_values=inputs["pixel_values"], output_hidden_states=True).hidden_states
+        assert len(hidden) == expected + 1  # the input embedding, then one per block or stage
+        for layer, h in zip(layers[:-1], hidden[1:-1]):
+            assert torch.allclose(layer, model.pool(h))
+    if family == "astropt":  # against a forward pass written out block by block
+        gpt = model.model
+        with torch.no_grad():
+            x = gpt.transformer.drop(gpt.transformer.wte["images"](inputs["images"])
+                                     + gpt.transformer.wpe["images"](inputs["images_positions"]))
+            for layer, block in zip(layers, gpt.transformer.h):
+                x = block(x)
+                assert torch.allclose(layer, x.mean(1))
+        assert model.reference_layer == expected // 2

@@ -213,6 +213,34 @@ def test_end_to_end_on_a_small_mini_universe(finished):
     assert "Nothing to be done" in _snakemake(["--cores", "2", *TEST_RUN], finished)
 
 
+@pytest.mark.workflow
+def test_layer_grids_hold_the_final_layer_scores_exactly_and_correct_for_the_selection(finished):
+    """alignment.layers: all (the test config): every pair's grids, heatmaps and the summary figure; the
+    final-layer cell of every grid is the final-layer table's own MKNN, bit for bit."""
+    results = finished / "results"
+    best = pd.read_csv(results / "tables" / "layer_best.csv")
+    scores = pd.concat([pd.read_csv(results / "alignment" / p / "scores.csv") for p in best["pair"].unique()])
+    merged = best.merge(scores[scores["k"] == 10], on=["pair", "kind", "side", "model_a", "model_b"])
+    assert len(merged) == len(best) == len(scores[scores["k"] == 10])
+    assert (merged["mknn_reference"] == merged["mknn"]).all()
+    assert (best["p_max"] >= best["p_cell"]).all() and (best["mknn_best"] >= best["mknn_reference"]).all()
+    layers = best.drop_duplicates("model_b").set_index("model_b")["layers_b"].to_dict()
+    assert layers["vit-large"] == 3 and layers["vit-base"] == 2 and layers["astropt-small"] == 2  # mini depths
+    for pair in best["pair"].unique():
+        assert (results / "figures" / f"layer_grids_{pair}.pdf").stat().st_size > 0
+        grid = pd.read_csv(results / "alignment" / pair / "layer_grids.csv")
+        cells = grid.groupby(["kind", "side", "model_a", "model_b"]).size()
+        assert len(cells) == (best["pair"] == pair).sum()
+    assert (results / "figures" / "layer_depth.pdf").stat().st_size > 0
+    # the layers sit beside each embeddings file; the embeddings file itself is the reference layer
+    from samesky.io import read_embeddings, read_layers
+
+    path = results / "embeddings" / "vit-large" / "jwst_hsc" / "hsc.parquet"
+    ids, names, arrays, meta = read_layers(path)
+    assert names == ["block_01", "block_02", "final"] and meta["reference_layer"] == "final"
+    assert np.array_equal(arrays[-1], read_embeddings(path)[1])
+
+
 def test_a_single_figure_needs_only_its_own_jobs(workdir):
     counts = _job_counts(_snakemake(["-n", "results/figures/figure1_crossmodal.pdf"], workdir))
     assert counts["alignment_tables"] == 1 and counts["align_pair"] == 4

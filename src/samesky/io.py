@@ -139,3 +139,50 @@ def read_embeddings(path: str | os.PathLike):
     emb = col.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32)
     meta = json.loads((table.schema.metadata or {}).get(b"samesky", b"{}"))
     return ids, emb, meta
+
+
+def layers_path(embeddings_path: str | os.PathLike) -> Path:
+    """Where an embeddings file's layers lie: ``<survey>.parquet`` -> ``<survey>.layers.parquet``."""
+    path = Path(embeddings_path)
+    return path.with_name(path.name.removesuffix(".parquet") + ".layers.parquet")
+
+
+def write_layers(path: str | os.PathLike, ids, names: list[str], arrays: list, reference: int,
+                 metadata: dict | None = None) -> None:
+    """Every layer of one side in one file: ``object_id`` and one fixed-size float32 list column per layer
+    (named as the layers); the layer names, the reference layer and the job's record in the metadata."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = {"object_id": pa.array(list(ids), pa.string())}
+    for name, emb in zip(names, arrays):
+        emb = np.asarray(emb, np.float32)
+        columns[name] = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1), pa.float32()), int(emb.shape[1]))
+    meta = {**(metadata or {}), "layers": list(names), "reference_layer": names[reference]}
+    table = pa.table(columns).replace_schema_metadata({"samesky": json.dumps(meta, sort_keys=True, default=str)})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_layers(path: str | os.PathLike):
+    """(object ids, layer names, [float32 (N, D_l) per layer], metadata) of a layers file; without one (a
+    model with no layerwise output, or ``alignment.layers: final``), the embeddings file as one layer."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    layered = layers_path(path)
+    if not layered.exists():
+        ids, emb, meta = read_embeddings(path)
+        return ids, ["final"], [emb], {**meta, "layers": ["final"], "reference_layer": "final"}
+    try:
+        table = pq.read_table(layered)
+    except Exception as exc:
+        raise OSError(f"could not read the layers at {layered}: {exc}; rerun the rule that makes them") from exc
+    meta = json.loads(table.schema.metadata[b"samesky"])
+    ids = np.asarray(table.column("object_id").to_pylist(), dtype=object)
+    arrays = []
+    for name in meta["layers"]:
+        col = table.column(name).combine_chunks()
+        arrays.append(col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), -1).astype(np.float32))
+    return ids, meta["layers"], arrays, meta

@@ -106,3 +106,53 @@ rule size_curve_summary:
         "../../envs/cpu.yaml"
     script:
         "../scripts/step.py"
+
+
+# Alignment across layers (alignment.layers: all, or relative depths): every layer pair of every comparison,
+# with the permutation null of the grid's maximum, so the best pair's p-value accounts for having picked it.
+
+
+rule layer_grids:
+    input:
+        unpack(pair_embeddings),
+    output:
+        grids=f"{RESULTS}/alignment/{{pair}}/layer_grids.csv",
+        best=f"{RESULTS}/alignment/{{pair}}/layer_best.csv",
+        heatmaps=report(
+            f"{RESULTS}/figures/layer_grids_{{pair}}.pdf", caption="../report/layer_grids.rst", category="Layers"
+        ),
+        provenance=f"{RESULTS}/alignment/{{pair}}/layer_grids.provenance.json",
+    params:
+        config=step_config("layer_grids"),
+        pair="{pair}",
+        surveys=pair_sides,
+        files=pair_files,
+        upstream=pair_upstream,
+    log:
+        f"{RESULTS}/logs/layer_grids/{{pair}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/layer_grids/{{pair}}.tsv"
+    threads: config["alignment"]["threads"]
+    resources:
+        mem_mb=16000,
+        runtime=480,
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/step.py"
+
+
+rule layer_summary:
+    input:
+        best=expand(f"{RESULTS}/alignment/{{pair}}/layer_best.csv", pair=ALIGNED_PAIRS),
+        provenance=expand(f"{RESULTS}/alignment/{{pair}}/layer_grids.provenance.json", pair=ALIGNED_PAIRS),
+    output:
+        table=report(f"{RESULTS}/tables/layer_best.csv", caption="../report/layer_best.rst", category="Layers"),
+        figure=report(f"{RESULTS}/figures/layer_depth.pdf", caption="../report/layer_depth.rst", category="Layers"),
+        provenance=f"{RESULTS}/tables/layer_best.provenance.json",
+    log:
+        f"{RESULTS}/logs/layer_summary.log",
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/step.py"

@@ -371,7 +371,16 @@ def alignment_targets():
         + [f"{RESULTS}/tables/trend_tests.csv", f"{RESULTS}/figures/figure1_crossmodal.pdf"]
         + [f"{RESULTS}/tables/size_curves.csv", f"{RESULTS}/figures/size_curves.pdf",
            f"{RESULTS}/figures/agreement_decomposition.pdf"]
+        + layer_targets()
     )
+
+
+def layer_targets():
+    """The layer grids, when more than the final layer is scored (alignment.layers)."""
+    if config["alignment"]["layers"] == "final":
+        return []
+    return ([f"{RESULTS}/tables/layer_best.csv", f"{RESULTS}/figures/layer_depth.pdf"]
+            + [f"{RESULTS}/figures/layer_grids_{pair}.pdf" for pair in ALIGNED_PAIRS])
 
 
 # Probes ------------------------------------------------------------------------------------------------

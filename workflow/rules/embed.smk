@@ -136,6 +136,7 @@ if not RELEASED:
             config=step_config("embed"),
             spec=model_spec,
             sides=embedding_sides,
+            write_layers=config["alignment"]["layers"] != "final",
         log:
             f"{RESULTS}/logs/embed/{{model}}.log",
         benchmark:

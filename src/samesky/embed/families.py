@@ -65,6 +65,20 @@ class LoadedModel:
         """Pooled embeddings (B, D) from prepared inputs already on the model's device."""
         raise NotImplementedError
 
+    # Layerwise (alignment.layers): every block or stage, pooled as the family pools its embedding. The
+    # layer at ``reference_layer`` is ``embed``'s output itself, so the final-layer scores are one cell of
+    # the layer grids. Families without it (AstroCLIP's heads) give their one embedding as one layer.
+    def layer_names(self) -> list[str]:
+        return ["final"]
+
+    @property
+    def reference_layer(self) -> int:
+        return len(self.layer_names()) - 1
+
+    def embed_layers(self, inputs: dict) -> list[torch.Tensor]:
+        """One pooled (B, D_l) tensor per layer of ``layer_names``."""
+        return [self.embed(inputs)]
+
     # How the family's weights are made, found and loaded
     @classmethod
     def write_mini(cls, spec: ModelSpec, folder: Path) -> str:
@@ -115,6 +129,19 @@ class TransformersImageModel(LoadedModel):
 
     def embed(self, inputs: dict) -> torch.Tensor:
         return self.pool(self.model(pixel_values=inputs["pixel_values"]).last_hidden_state)
+
+    def layer_names(self) -> list[str]:
+        """Each transformer block ('block_01', ...) or ConvNeXt stage, the last as 'final': the output after
+        the model's final norm, where it has one (ViT, DINOv2, I-JEPA), as ``embed`` reads it."""
+        config = self.model.config
+        n = len(config.depths) if hasattr(config, "depths") else config.num_hidden_layers
+        kind = "stage" if hasattr(config, "depths") else "block"
+        return [f"{kind}_{i:02d}" for i in range(1, n)] + ["final"]
+
+    def embed_layers(self, inputs: dict) -> list[torch.Tensor]:
+        out = self.model(pixel_values=inputs["pixel_values"], output_hidden_states=True)
+        # hidden_states: the input embedding, then each block's (stage's) output
+        return [self.pool(h) for h in out.hidden_states[1:-1]] + [self.pool(out.last_hidden_state)]
 
     @classmethod
     def write_mini(cls, spec, folder):
@@ -225,6 +252,25 @@ class AstroPT(LoadedModel):
         # PreprocessAstropt: ``flux_to_pil(...).swapaxes(0, 2)`` of an (H, W, C) image)
         self.transposed = False
 
+    def layer_names(self):
+        return [f"block_{i:02d}" for i in range(1, len(self.model.transformer.h) + 1)]
+
+    @property
+    def reference_layer(self):
+        return len(self.model.transformer.h) // 2  # generate_embeddings reads the middle block
+
+    def embed_layers(self, inputs):
+        """Every block's output, token mean (``generate_embeddings``'s pooling), read by forward hooks."""
+        outputs = []
+        hooks = [block.register_forward_hook(lambda module, args, out: outputs.append(out.mean(1)))
+                 for block in self.model.transformer.h]
+        try:
+            self.model.generate_embeddings(inputs)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return outputs
+
     def prepare_images(self, rgb):
         rgb = torch.as_tensor(rgb)
         if self.transposed:
@@ -303,8 +349,16 @@ class SpecformerModel(LoadedModel):
         self.specformer_pooling = specformer_pooling
 
     def embed(self, inputs):
-        tokens = self.model(inputs["flux"])
+        return self._pool(self.model(inputs["flux"]))
+
+    def _pool(self, tokens):
         return tokens[:, 1:].mean(1) if self.specformer_pooling == "exclude_stats" else tokens.mean(1)
+
+    def layer_names(self):
+        return [f"block_{i:02d}" for i in range(1, len(self.model.blocks))] + ["final"]
+
+    def embed_layers(self, inputs):
+        return [self._pool(t) for t in self.model.encode_layers(self.model.tokenize(inputs["flux"]))]
 
     def with_pooling(self, specformer_pooling):
         return SpecformerModel(self.model, specformer_pooling)

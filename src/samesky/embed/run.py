@@ -64,9 +64,23 @@ def ordered_prefetch(load, items, workers: int = 2, depth: int | None = None):
             yield pending.popleft().result()
 
 
+def _stack(chunks: list[list[np.ndarray]], layers: bool):
+    """Batches of model outputs (one array per output) -> one float32 array per output; the embedding
+    alone, or every layer's (``layers``)."""
+    if not chunks:
+        return [] if layers else np.zeros((0, 0), np.float32)
+    stacked = [np.concatenate(outputs).astype(np.float32) for outputs in zip(*chunks)]
+    return stacked if layers else stacked[0]
+
+
+def _outputs(model: LoadedModel, inputs: dict, layers: bool) -> list[np.ndarray]:
+    return [o.float().cpu().numpy() for o in (model.embed_layers(inputs) if layers else [model.embed(inputs)])]
+
+
 def embed_rgb(rgb: np.ndarray, rows: np.ndarray, model: LoadedModel, batch_size: int = 64, device="auto",
-              bf16: bool = True, workers: int = 2, progress: bool = True) -> np.ndarray:
-    """Embeddings of the given rows of an (N, H, W, 3) uint8 RGB array or memory map, in that order.
+              bf16: bool = True, workers: int = 2, progress: bool = True, layers: bool = False):
+    """Embeddings of the given rows of an (N, H, W, 3) uint8 RGB array or memory map, in that order (with
+    ``layers``, a list: one array per layer of ``model.layer_names()``).
 
     Background threads read and batch the rows (pinned for a fast copy to a GPU); the model's own
     resize and normalisation then run on the batch on the device (``prepare_images``)."""
@@ -83,20 +97,28 @@ def embed_rgb(rgb: np.ndarray, rows: np.ndarray, model: LoadedModel, batch_size:
     with torch.inference_mode(), _autocast(device, bf16):
         for batch in ordered_prefetch(load, range(0, len(rows), batch_size), workers):
             inputs = model.prepare_images(batch.to(device, non_blocking=True))
-            chunks.append(model.embed(inputs).float().cpu().numpy())
+            chunks.append(_outputs(model, inputs, layers))
             bar.update(len(batch))
     bar.close()
-    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, 0), np.float32)
+    return _stack(chunks, layers)
 
 
 def embed_prepared(prepared: PreparedImages, model: LoadedModel, batch_size: int = 64, device="auto",
-                   bf16: bool = True, workers: int = 2, progress: bool = True):
-    """Embeddings of every non-blank image of ``prepared``: (ids, float32 array, per-object frame, meta)."""
+                   bf16: bool = True, workers: int = 2, progress: bool = True, layers: bool = False):
+    """Embeddings of every non-blank image of ``prepared``: (ids, float32 array, per-object frame, meta),
+    and with ``layers`` every layer's array as a fifth item (the embedding is the reference layer's)."""
     rows = np.flatnonzero(~prepared.blank)
-    emb = embed_rgb(prepared.rgb, rows, model, batch_size, device, bf16, workers, progress)
+    out = embed_rgb(prepared.rgb, rows, model, batch_size, device, bf16, workers, progress, layers)
     ids = [prepared.ids[i] for i in rows]
     frame = pd.DataFrame({"object_id": ids, "n_bad_pixels": prepared.n_bad_pixels[rows]})
-    return ids, emb, frame, {"preprocessing": prepared.metadata()}
+    meta = {"preprocessing": prepared.metadata()}
+    if layers:
+        return ids, _reference(out, model), frame, meta, out
+    return ids, out, frame, meta
+
+
+def _reference(layer_arrays: list[np.ndarray], model: LoadedModel) -> np.ndarray:
+    return layer_arrays[model.reference_layer] if layer_arrays else np.zeros((0, 0), np.float32)
 
 
 def embed_images(ds, column: str, survey: str, model: LoadedModel, batch_size: int = 64, device="auto",
@@ -146,8 +168,9 @@ def _embed_flux_images(ds, column: str, model: LoadedModel, batch_size: int, dev
 
 
 def embed_spectra(ds, column: str, model: LoadedModel, batch_size: int = 32, device="auto", bf16: bool = True,
-                  progress: bool = True):
-    """Specformer embeddings of ``ds[column]`` (DESI-grid flux); unusable spectra are skipped and logged."""
+                  progress: bool = True, layers: bool = False):
+    """Specformer embeddings of ``ds[column]`` (DESI-grid flux); unusable spectra are skipped and logged.
+    With ``layers``, every layer's array as a fifth item, as ``embed_prepared``."""
     device = pick_device(device) if isinstance(device, str) else device
     model.to(device)
     ids, chunks, skipped, n_fixed = [], [], [], 0
@@ -161,13 +184,16 @@ def embed_spectra(ds, column: str, model: LoadedModel, batch_size: int = 32, dev
                 n_fixed += n
             if fluxes:
                 x = torch.from_numpy(np.stack(fluxes)).to(device)
-                chunks.append(model.embed({"flux": x}).float().cpu().numpy())
+                chunks.append(_outputs(model, {"flux": x}, layers))
                 ids += keep
             bar.update(len(batch_ids))
     bar.close()
-    emb = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+    out = _stack(chunks, layers)
+    emb = _reference(out, model) if layers else out
     meta = {"preprocessing": {"spectrum": "flux as given; non-finite values set to the spectrum's finite mean; "
                                           "spectra with ivar == 0 everywhere are not embedded",
                               "non_finite_values_replaced": n_fixed, "skipped_objects": skipped,
                               "specformer_pooling": model.specformer_pooling}}
+    if layers:
+        return ids, emb.astype(np.float32), pd.DataFrame({"object_id": ids}), meta, out
     return ids, emb.astype(np.float32), pd.DataFrame({"object_id": ids}), meta

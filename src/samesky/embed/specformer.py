@@ -118,12 +118,19 @@ class Specformer(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Final layer-normed token states of already tokenized spectra."""
+        return self.encode_layers(x)[-1]
+
+    def encode_layers(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Token states after each block, the last after the final layer norm (``encode``'s output)."""
         if x.shape[1] > self.hparams["max_len"]:
             raise ValueError(f"spectrum gives {x.shape[1]} tokens; Specformer takes at most {self.hparams['max_len']}")
         x = self.data_embed(x) + self.position_embed(torch.arange(x.shape[1], device=x.device))
+        states = []
         for block in self.blocks:
             x = block(x)
-        return self.final_layernorm(x)
+            states.append(x)
+        states[-1] = self.final_layernorm(x)
+        return states
 
 
 def mask_token_runs(tokens: torch.Tensor, n_chunks: int, width: int, generator: torch.Generator) -> torch.Tensor:

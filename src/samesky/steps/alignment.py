@@ -90,3 +90,32 @@ def size_curve_summary(inputs, outputs, settings):
     write_csv(outputs.table, curves)
     size_curve_figures(curves, outputs.mknn, outputs.decomposition,
                        settings["alignment"]["size_curves"]["decomposition_model"])
+
+
+@step(reads=("alignment.table_k", "alignment.layers", "alignment.layer_permutations", "alignment.prh_clamp", "seed"))
+def layer_grids(inputs, outputs, settings):
+    """Every comparison of one pair at every layer pair, with the max-null (``alignment.layers``), and
+    their heatmaps."""
+    from ..align.layers import heatmaps, pair_layer_grids
+
+    opts = settings["alignment"]
+    reference, other = settings["surveys"]
+    grids, best, cells = pair_layer_grids(settings["pair"], reference, other, _files(settings), opts["table_k"],
+                                          opts["layers"], opts["layer_permutations"], settings["seed"],
+                                          opts["prh_clamp"])
+    write_csv(outputs.grids, grids)
+    write_csv(outputs.best, best)
+    heatmaps(cells, outputs.heatmaps)
+    return {"pair": settings["pair"], "prh_clamp": opts["prh_clamp"]}
+
+
+@step()
+def layer_summary(inputs, outputs, settings):
+    """All pairs' best layer pairs in one table, and the depth of the best layer against model size."""
+    import pandas as pd
+
+    from ..align.layers import depth_figure
+
+    best = pd.concat([pd.read_csv(p) for p in inputs.all("best")], ignore_index=True)
+    write_csv(outputs.table, best)
+    depth_figure(best, outputs.figure)

@@ -94,10 +94,11 @@ def embed(inputs, outputs, settings, record):
     from ..embed.images import read_prepared
     from ..embed.models import load_model, model_record, read_manifest
     from ..embed.run import embed_images, embed_prepared, embed_spectra, pick_device
-    from ..io import atomic_path, write_json
+    from ..io import atomic_path, layers_path, write_json, write_layers
 
     opts, spec = settings["embedding"], settings["spec"]
     model = load_model(inputs.model)
+    layered = settings["write_layers"] and len(model.layer_names()) > 1
     if spec.family == "astropt":
         model.transposed = opts["astropt_input"] == "transposed"
     device = pick_device(opts["device"])
@@ -109,17 +110,20 @@ def embed(inputs, outputs, settings, record):
             pair, survey = side["pair"], side["survey"]
             side_model = model.with_pooling(side["specformer_pooling"])
             start = time.time()
+            layer_arrays = None
             if spec.takes == "rgb":
                 prepared = read_prepared(*source)
                 log.info("%s on %s %s: %d prepared images, device %s", spec.name, pair, survey, len(prepared.ids), device)
-                ids, emb, extra, meta = embed_prepared(prepared, side_model, workers=opts["loader_workers"], **common)
+                ids, emb, extra, meta, *layer_arrays = embed_prepared(
+                    prepared, side_model, workers=opts["loader_workers"], layers=layered, **common)
             else:
                 ds = load_dataset_dir(source)
                 log.info("%s on %s %s: %d objects, device %s", spec.name, pair, survey, len(ds), device)
                 if modality_of(survey) == "image":  # image flux, scaled by the model itself (AstroCLIP)
                     ids, emb, extra, meta = embed_images(ds, f"{survey}_image", survey, side_model, **common)
                 else:
-                    ids, emb, extra, meta = embed_spectra(ds, f"{survey}_spectrum", side_model, **common)
+                    ids, emb, extra, meta, *layer_arrays = embed_spectra(ds, f"{survey}_spectrum", side_model,
+                                                                         layers=layered, **common)
             seconds = time.time() - start
             info = {
                 "model": model_info,
@@ -131,6 +135,9 @@ def embed(inputs, outputs, settings, record):
             }
             path = Path(folder) / pair / f"{survey}.parquet"
             write_embeddings(path, ids, emb, extra, metadata=info)
+            if layer_arrays:  # every block's pooled output beside the embedding (alignment.layers)
+                write_layers(layers_path(path), ids, side_model.layer_names(), layer_arrays[0],
+                             side_model.reference_layer, metadata=info)
             write_json(path.with_suffix(".provenance.json"), record([upstream], models={spec.name: model_info}, **info))
             log.info("%s %s: wrote %d x %d embeddings in %.1f s", pair, survey, len(ids), info["data"]["dim"], seconds)
 

@@ -22,12 +22,12 @@ from samesky.align.knn import knn, permutation_null
 from samesky.align.layers import LayerTable, grid_counts, layer_grid
 
 
-def _layers(rng, n, d, n_layers):
-    """Layers of one model: a drifting mix of a shared signal and noise, so neighbours differ by layer."""
-    shared = rng.normal(size=(n, 32)).astype(np.float32)
-    proj = rng.normal(size=(32, d)).astype(np.float32)
+def _layers(rng, shared, d, n_layers):
+    """Layers of one model: its own view of the signal both models share, noisier with depth."""
+    n = len(shared)
+    proj = rng.normal(size=(shared.shape[1], d)).astype(np.float32)
     base = shared @ proj
-    return [(base + (1 + 0.2 * layer) * rng.normal(size=(n, d))).astype(np.float32) for layer in range(n_layers)]
+    return [(base + (2 + 0.5 * layer) * rng.normal(size=(n, d))).astype(np.float32) for layer in range(n_layers)]
 
 
 def main() -> None:
@@ -40,7 +40,8 @@ def main() -> None:
     parser.add_argument("--naive-cells", type=int, default=3)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    a, b = _layers(rng, args.n, args.d, args.layers), _layers(rng, args.n, args.d, args.layers)
+    shared = rng.normal(size=(args.n, 32)).astype(np.float32)
+    a, b = _layers(rng, shared, args.d, args.layers), _layers(rng, shared, args.d, args.layers)
     cells = args.layers ** 2
     print(f"N = {args.n}, d = {args.d}, k = {args.k}, {args.layers} x {args.layers} layers, {args.perms} permutations")
 

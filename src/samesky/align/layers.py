@@ -51,11 +51,11 @@ class LayerTable:
 
     def counts(self, nn_b: np.ndarray) -> np.ndarray:
         """Per A layer, how many of B's (object, neighbour) pairs it holds too: (n_layers,) int64."""
-        codes = self.codes(nn_b)
+        codes = self.codes(np.sort(nn_b, axis=1))  # sorted queries: a cache-friendly search, twice as fast
         at = np.searchsorted(self.keys, codes)
         at[at == len(self.keys)] = 0
-        masks = np.where(self.keys[at] == codes, self.masks[at], np.uint64(0))
-        bits = np.unpackbits(masks.view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")  # (m, 64)
+        masks = self.masks[at[self.keys[at] == codes]]  # only the pairs some A layer holds (few, under a null)
+        bits = np.unpackbits(masks.view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")  # (hits, 64)
         return bits.sum(axis=0, dtype=np.int64)[: self.n_layers]
 
 
@@ -184,6 +184,7 @@ def pair_layer_grids(pair: str, reference: str, other: str, files: list, k: int,
             "family_a": fa.family, "family_b": fb.family, "params_a_m": fa.params_m, "params_b_m": fb.params_m,
             "n": len(common), "k": k, "layers_a": len(names_a), "layers_b": len(names_b),
             "best_layer_a": names_a[bi], "best_layer_b": names_b[bj], "depth_a": depth_a[bi], "depth_b": depth_b[bj],
+            "reference_layer_a": ref_a, "reference_layer_b": ref_b,
             "mknn_best": out["score"], "mknn_reference": out["grid"][ref_cell] if ref_cell else np.nan,
             "cell_null_mean": out["cell_null_mean"], "cell_null_q95": out["cell_null_q95"],
             "max_null_mean": out["max_null_mean"], "max_null_q95": out["max_null_q95"],
@@ -218,6 +219,9 @@ def heatmaps(grids: list, path, per_page: int = 12) -> None:
                 im = ax.imshow(grid * 100, cmap="viridis", aspect="auto", origin="upper")
                 bi, bj = names_a.index(row["best_layer_a"]), names_b.index(row["best_layer_b"])
                 ax.add_patch(Rectangle((bj - 0.5, bi - 0.5), 1, 1, fill=False, ec="red", lw=2))
+                if row["reference_layer_a"] in names_a and row["reference_layer_b"] in names_b:
+                    ri, rj = names_a.index(row["reference_layer_a"]), names_b.index(row["reference_layer_b"])
+                    ax.add_patch(Rectangle((rj - 0.4, ri - 0.4), 0.8, 0.8, fill=False, ec="white", lw=1, ls=":"))
                 ax.set_title(f"{row['kind']} {row['side']}: {row['model_a']} vs {row['model_b']}\n"
                              f"best {row['mknn_best'] * 100:.1f}%, p_max {row['p_max']:.3g}", fontsize=8)
                 ax.set_yticks(range(len(names_a)), [n.replace("block_", "b").replace("stage_", "s") for n in names_a],
@@ -242,6 +246,8 @@ def depth_figure(best, path) -> None:
 
     from ..io import write_figure
 
+    import matplotlib.ticker  # noqa: F401 (matplotlib.ticker below)
+
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     families = sorted(set(best["family_a"]) | set(best["family_b"]))
     colours = dict(zip(families, plt.cm.tab10.colors))
@@ -253,7 +259,8 @@ def depth_figure(best, path) -> None:
             ax.scatter(a["params_a_m"], a["depth_a"], color=colours[family], label=family, s=25)
             ax.scatter(b["params_b_m"], b["depth_b"], facecolors="none", edgecolors=colours[family], s=25)
         ax.set_xscale("log")
-        ax.set_xlabel("parameters (M)")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel("parameters (M); filled: model A's layer, open: model B's")
         ax.set_title(f"{kind}: the best layer pair's depths")
         ax.set_ylim(0, 1.05)
     axes[0].set_ylabel("relative depth of the best layer (1 = final)")

@@ -99,6 +99,9 @@ def layer_grids(inputs, outputs, settings):
     from ..align.layers import heatmaps, pair_layer_grids
 
     opts = settings["alignment"]
+    if opts["layers"] == "final":
+        raise ValueError("alignment.layers is 'final': the layer grids need the embedding jobs to write every layer; "
+                         "run with alignment.layers: all (--configfile config/layers.yaml)")
     reference, other = settings["surveys"]
     grids, best, cells = pair_layer_grids(settings["pair"], reference, other, _files(settings), opts["table_k"],
                                           opts["layers"], opts["layer_permutations"], settings["seed"],

@@ -214,10 +214,18 @@ def test_end_to_end_on_a_small_mini_universe(finished):
 
 
 @pytest.mark.workflow
-def test_layer_grids_hold_the_final_layer_scores_exactly_and_correct_for_the_selection(finished):
-    """alignment.layers: all (the test config): every pair's grids, heatmaps and the summary figure; the
-    final-layer cell of every grid is the final-layer table's own MKNN, bit for bit."""
-    results = finished / "results"
+def test_layer_grids_hold_the_final_layer_scores_exactly_and_correct_for_the_selection(finished, tmp_path):
+    """The finished run with config/layers.yaml: the embedding jobs rerun to write every layer, then every
+    pair's grids, heatmaps and the summary figure; the final-layer tables do not change, and the final-layer
+    cell of every grid is the final-layer table's own MKNN, bit for bit."""
+    work = _copy_of(finished, tmp_path / "layers")
+    before = {p.name: p.read_bytes() for p in (work / "results" / "tables").glob("*.csv")}
+    (work / "fewer_permutations.yaml").write_text("alignment: {layer_permutations: 50}\n")
+    counts = _job_counts(_snakemake(["--cores", "2", *TEST_RUN, "config/layers.yaml", "fewer_permutations.yaml"],
+                                    work))
+    assert counts["embed"] == 4 and counts["layer_grids"] == 4 and counts["layer_summary"] == 1
+    results = work / "results"
+    assert {p.name: p.read_bytes() for p in (results / "tables").glob("*.csv") if p.name in before} == before
     best = pd.read_csv(results / "tables" / "layer_best.csv")
     scores = pd.concat([pd.read_csv(results / "alignment" / p / "scores.csv") for p in best["pair"].unique()])
     merged = best.merge(scores[scores["k"] == 10], on=["pair", "kind", "side", "model_a", "model_b"])
@@ -324,7 +332,8 @@ def test_every_command_the_readme_shows_runs_what_it_says(finished, repo):
         else:
             _snakemake(args + config + (["-n"] if "-n" not in args else []), workdir)
     # the rebuild table against Snakemake's own account of which rule writes each file
-    summary = _snakemake(["--summary", "--configfile", "tests/config/test.yaml"], workdir)
+    # (with config/layers.yaml: the DAG then holds the layer grids too; --summary runs nothing)
+    summary = _snakemake(["--summary", "--configfile", "tests/config/test.yaml", "config/layers.yaml"], workdir)
     writer = dict(line.split("\t")[0:3:2] for line in summary.splitlines() if line.startswith("results/"))
     for target, rule in rebuild.items():
         assert writer.get(target) == rule, (target, rule, writer.get(target))

@@ -134,11 +134,14 @@ def read_embeddings(path: str | os.PathLike):
     except (OSError, pa.ArrowException) as exc:  # truncated or not parquet
         raise OSError(f"could not read the embeddings at {path}: {exc}; rerun the rule that makes it") from exc
     ids = np.asarray(table.column("object_id").to_pylist(), dtype=object)
-    col = table.column("embedding").combine_chunks()
-    dim = col.type.list_size
-    emb = col.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32)
     meta = json.loads((table.schema.metadata or {}).get(b"samesky", b"{}"))
-    return ids, emb, meta
+    return ids, _float_rows(table.column("embedding")), meta
+
+
+def _float_rows(column):
+    """A fixed-size list column as a float32 (rows, size) array."""
+    col = column.combine_chunks()
+    return col.flatten().to_numpy(zero_copy_only=False).reshape(-1, col.type.list_size).astype("float32")
 
 
 def layers_path(embeddings_path: str | os.PathLike) -> Path:
@@ -181,8 +184,4 @@ def read_layers(path: str | os.PathLike):
         raise OSError(f"could not read the layers at {layered}: {exc}; rerun the rule that makes them") from exc
     meta = json.loads(table.schema.metadata[b"samesky"])
     ids = np.asarray(table.column("object_id").to_pylist(), dtype=object)
-    arrays = []
-    for name in meta["layers"]:
-        col = table.column(name).combine_chunks()
-        arrays.append(col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), -1).astype(np.float32))
-    return ids, meta["layers"], arrays, meta
+    return ids, meta["layers"], [_float_rows(table.column(name)) for name in meta["layers"]], meta

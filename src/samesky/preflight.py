@@ -26,7 +26,7 @@ from .config import pair_datasets, pair_surveys
 from .crossmatch import CrossmatchError
 from .hub import is_local
 from .registry import spec_by_name
-from .surveys import DESI_NPIX, SPECTRUM_FIELDS, band_letter, modality_of
+from .surveys import DESI_NPIX, SURVEY_BANDS, band_letter, modality_of
 
 log = logging.getLogger(__name__)
 
@@ -156,10 +156,7 @@ def check_side(found: Findings, name: str, pair: str, survey: str, ds, needs: di
            "status": "ok"}
     found.rows["sides"].append(row)
     what = f"dataset {name}"
-    if column not in ds.column_names:
-        row["status"] = found.problem(what, f"column '{column}'", f"absent; has {ds.column_names}")
-        return
-    values = ds.with_format("numpy")[column]
+    values = ds.with_format("numpy")[column]  # there, with its fields: the callers ran the audit's checks
     first = values[0]
     row["fields"] = ", ".join(sorted(first))
     if kind == "image":
@@ -167,8 +164,6 @@ def check_side(found: Findings, name: str, pair: str, survey: str, ds, needs: di
         if "band" in first:
             letters = [band_letter(str(b)) for b in first["band"]]
         else:
-            from .surveys import SURVEY_BANDS
-
             letters = [band_letter(b) for b in SURVEY_BANDS.get(survey, ())][:len(flux)]
             found.notes.append(f"{what}: column '{column}' has no 'band' field; read in {survey}'s documented "
                                f"order {letters}")
@@ -185,11 +180,6 @@ def check_side(found: Findings, name: str, pair: str, survey: str, ds, needs: di
         if len(shapes) > 1:
             row["status"] = found.problem(what, f"column '{column}' field 'flux'", f"shapes differ: {sorted(shapes)}")
     else:
-        wanted = SPECTRUM_FIELDS.get(survey, SPECTRUM_FIELDS["desi"])
-        absent = [f for f in wanted if f not in first]
-        if absent:
-            row["status"] = found.problem(what, f"column '{column}'", f"no field(s) {absent}; has {sorted(first)}")
-            return
         lengths = sorted({len(np.asarray(v["flux"])) for v in values})
         row["bands / length"] = str(lengths[0]) if len(lengths) == 1 else f"{lengths[0]}-{lengths[-1]} (varies)"
         if survey == "desi" and lengths != [DESI_NPIX]:
@@ -220,13 +210,18 @@ def check_paired(found: Findings, name: str, pair: dict, ds, surveys, config: di
 
 
 def check_parent(found: Findings, name: str, entry: dict, ds, needs: dict) -> None:
-    from .pairs import _prefixed
+    """A parent dataset, crossmatched here: the crossmatch's column checks, then its side as a pair has it."""
+    from .pairs import REQUIRED_PARENT_COLUMNS, _prefixed, check_side_columns, require_columns
 
-    missing = [c for c in ("object_id", "ra", "dec") if c not in ds.column_names]
-    if missing:
-        found.problem(f"dataset {name}", f"column(s) {missing}", f"absent; has {ds.column_names}")
+    survey = entry["survey"]
+    try:
+        require_columns(ds.column_names, REQUIRED_PARENT_COLUMNS, name)
+        prefixed = _prefixed(ds, survey)
+        check_side_columns(prefixed, (survey,), name)
+    except CrossmatchError as exc:
+        found.problem(f"dataset {name}", "parent", str(exc).removeprefix(f"{name}: "))
         return
-    check_side(found, name, "(parent)", entry["survey"], _prefixed(ds, entry["survey"]), needs)
+    check_side(found, name, "(parent)", survey, prefixed, needs)
 
 
 def check_columns(found: Findings, name: str, ds, columns: dict) -> None:

@@ -54,6 +54,21 @@ def pair_surveys(pair, datasets: dict) -> tuple[str, str]:
     return datasets[pair["reference_dataset"]]["survey"], datasets[pair["other_dataset"]]["survey"]
 
 
+def embedding_jobs(config: dict, pair: str | None = None) -> list[tuple[str, str, str]]:
+    """(pair, survey, model) for every side of every pair (or of ``pair``) and every configured model size
+    that reads its data: the model's modality, the surveys it reads, its ``only_pairs``."""
+    datasets = {d["name"]: d for d in config["datasets"]}
+    models = [(f"{m['family']}-{size}", m["only_pairs"]) for m in config["models"] for size in m["sizes"]]
+    return [
+        (p["name"], survey, name)
+        for p in config["pairs"] if pair is None or p["name"] == pair
+        for survey in pair_surveys(p, datasets)
+        for name, only in models
+        if spec_by_name(name).modality == modality_of(survey) and spec_by_name(name).reads_survey(survey)
+        and (only is None or p["name"] in only)
+    ]
+
+
 def _unique(entries: list[dict], key: str) -> dict:
     seen: dict = {}
     for i, entry in enumerate(entries):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import pair_datasets, pair_surveys
+from .config import embedding_jobs, pair_datasets, pair_surveys
 from .crossmatch import CrossmatchError
 from .hub import is_local
 from .registry import spec_by_name
@@ -240,25 +240,19 @@ def side_needs(config: dict) -> dict:
     from .embed.images import RGB_BANDS
 
     needs: dict = {}
-    models = [spec_by_name(f"{m['family']}-{s}") for m in config["models"] for s in m["sizes"]]
-    only = {f"{m['family']}-{s}": m["only_pairs"] for m in config["models"] for s in m["sizes"]}
-    datasets = {d["name"]: d for d in config["datasets"]}
-    for pair in config["pairs"]:
-        for survey in pair_surveys(pair, datasets):
-            bands: list[str] = []
-            for spec in models:
-                if spec.modality != modality_of(survey) or not spec.reads_survey(survey):
-                    continue
-                if only[spec.name] is not None and pair["name"] not in only[spec.name]:
-                    continue
-                if spec.takes == "rgb":
-                    bands += RGB_BANDS.get(survey, ())
-                elif spec.takes == "flux":
-                    bands += ("g", "r", "z")  # AstroCLIP's image encoders read Legacy Survey g, r, z
-            if survey == "jwst" and config["embedding"]["blank_rule"] == "platonic_universe":
-                bands.append("f200w")
-            needs[(pair["name"], survey)] = {"bands": tuple(dict.fromkeys(bands))}
-    return needs
+    for pair, survey, model in embedding_jobs(config):
+        spec = spec_by_name(model)
+        bands = needs.setdefault((pair, survey), [])
+        if spec.takes == "rgb":
+            bands += RGB_BANDS.get(survey, ())
+        elif spec.takes == "flux":
+            bands += ("g", "r", "z")  # AstroCLIP's image encoders read Legacy Survey g, r, z
+    if config["embedding"]["blank_rule"] == "platonic_universe":
+        datasets = {d["name"]: d for d in config["datasets"]}
+        for p in config["pairs"]:
+            if "jwst" in pair_surveys(p, datasets):
+                needs.setdefault((p["name"], "jwst"), []).append("f200w")
+    return {side: {"bands": tuple(dict.fromkeys(bands))} for side, bands in needs.items()}
 
 
 def later_columns(config: dict, pair: dict, surveys) -> dict:
@@ -291,11 +285,10 @@ def catalogue_columns(config: dict) -> dict:
 
 
 def hub_model_files(hub_id: str, revision: str) -> tuple[str, list[str]]:
-    """(resolved commit, file names) of a model repository at a revision."""
-    from huggingface_hub import HfApi
+    """(resolved commit, file names) of a model repository at a revision, as the download lists them."""
+    from .embed.models import repository_files
 
-    info = HfApi().model_info(hub_id, revision=revision)
-    return info.sha, [f.rfilename for f in info.siblings or []]
+    return repository_files(hub_id, revision)
 
 
 def check_models(found: Findings, config: dict, list_files=hub_model_files) -> None:
@@ -349,18 +342,17 @@ def check_released(found: Findings, config: dict, list_files=hub_dataset_files) 
         found.problem("released embeddings", f"repository {r['source']}@{r['revision']}",
                       f"cannot list its files: {_reason(exc)}")
         return
-    images = [spec_by_name(f"{m['family']}-{s}") for m in config["models"] for s in m["sizes"]
-              if spec_by_name(f"{m['family']}-{s}").modality == "image"]
-    for pair in config["pairs"]:
-        mode = pair_surveys(pair, datasets)[1]
-        for spec in images:
-            path = released_path(mode, spec)
-            row = {"model": spec.name, "repository": r["source"], "revision": f"{r['revision']} -> {resolved[:12]}",
-                   "files": pair["name"], "weights": "released embeddings", "loads": path, "status": "ok"}
-            found.rows["models"].append(row)
-            if path not in files:
-                row["status"] = found.problem(f"released embeddings {spec.name}", f"pair {pair['name']}",
-                                              f"no file '{path}' in {r['source']}@{r['revision']}")
+    needed = dict.fromkeys((p, m) for p, _, m in embedding_jobs(config) if spec_by_name(m).modality == "image")
+    pairs = {p["name"]: p for p in config["pairs"]}
+    for pair_name, model in needed:  # as the workflow's released_files: each image model's file of each pair
+        spec = spec_by_name(model)
+        path = released_path(pair_surveys(pairs[pair_name], datasets)[1], spec)
+        row = {"model": spec.name, "repository": r["source"], "revision": f"{r['revision']} -> {resolved[:12]}",
+               "files": pair_name, "weights": "released embeddings", "loads": path, "status": "ok"}
+        found.rows["models"].append(row)
+        if path not in files:
+            row["status"] = found.problem(f"released embeddings {spec.name}", f"pair {pair_name}",
+                                          f"no file '{path}' in {r['source']}@{r['revision']}")
 
 
 # The whole check -----------------------------------------------------------------------------------------

@@ -8,10 +8,10 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from samesky.config import EmbeddingRef, check_config, pair_datasets, pair_surveys
+from samesky.config import embedding_jobs as config_embedding_jobs
 from samesky.registry import spec_by_name
 from samesky.released import released_path
 from samesky.steps import STEPS
-from samesky.surveys import modality_of
 
 if config.get("probes", {}) is None:  # `probes: null` in a later --configfile: no probes (a config file cannot delete a key)
     del config["probes"]
@@ -27,7 +27,6 @@ PAIRS = {p["name"]: p for p in config["pairs"]}
 ALIGNED_PAIRS = [name for name, p in PAIRS.items() if p["align"]]  # the rest are for probes only
 MODEL_ENTRIES = {f"{m['family']}-{size}": m for m in config["models"] for size in m["sizes"]}  # by model name
 MODELS = {name: spec_by_name(name) for name in MODEL_ENTRIES}
-ONLY_PAIRS = {name: m["only_pairs"] for name, m in MODEL_ENTRIES.items()}  # None: every pair it reads
 RESAMPLED_SURVEYS = ("sdss",)  # spectra that Specformer sees only after resampling onto the DESI grid
 
 
@@ -187,14 +186,7 @@ def resampled_survey(wildcards):
 
 def embedding_jobs(pair=None):
     """(pair, survey, model) for every side of every pair and every model size that reads its data."""
-    return [
-        (p, survey, name)
-        for p in ([pair] if pair else PAIRS)
-        for survey in pair_surveys(PAIRS[p], DATASETS)
-        for name, spec in MODELS.items()
-        if spec.modality == modality_of(survey) and spec.reads_survey(survey)
-        and (ONLY_PAIRS[name] is None or p in ONLY_PAIRS[name])
-    ]
+    return config_embedding_jobs(config, pair)
 
 
 def model_sides(model):

@@ -110,6 +110,15 @@ def hub_download_plan(spec: ModelSpec, files: list[str]) -> tuple[list[str] | No
     return patterns, entry, fmt
 
 
+def repository_files(hub_id: str, revision: str) -> tuple[str, list[str]]:
+    """(resolved commit, file names) of a model repository at a revision: what the download and the
+    preflight decide from."""
+    from huggingface_hub import HfApi
+
+    info = HfApi().model_info(hub_id, revision=revision)
+    return info.sha, [f.rfilename for f in info.siblings or []]
+
+
 def download_model(spec: ModelSpec, out_dir: str | os.PathLike, revision: str | None = None,
                    shared: str | os.PathLike | None = None) -> dict:
     """Fetch the released weights of ``spec`` at ``revision`` into ``out_dir`` (Hugging Face Hub); with
@@ -126,19 +135,19 @@ def download_model(spec: ModelSpec, out_dir: str | os.PathLike, revision: str | 
             _write_manifest(tmp, manifest)
         log.info("%s: the weights of %s downloaded once in %s", spec.name, spec.hub_id, shared)
         return manifest
-    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub import snapshot_download
 
     revision = revision or spec.revision
     try:
-        info = HfApi().model_info(spec.hub_id, revision=revision)
+        resolved, files = repository_files(spec.hub_id, revision)
     except Exception as exc:
         raise ModelLoadError(f"cannot reach model '{spec.hub_id}' at revision '{revision}': {exc}") from exc
-    patterns, entry, fmt = hub_download_plan(spec, [f.rfilename for f in info.siblings or []])
-    log.info("%s: %s at %s (%s), files %s", spec.name, spec.hub_id, info.sha, fmt, patterns or "all")
+    patterns, entry, fmt = hub_download_plan(spec, files)
+    log.info("%s: %s at %s (%s), files %s", spec.name, spec.hub_id, resolved, fmt, patterns or "all")
     with atomic_path(out_dir, is_dir=True) as tmp:
-        snapshot_download(spec.hub_id, revision=info.sha, local_dir=tmp, allow_patterns=patterns)
+        snapshot_download(spec.hub_id, revision=resolved, local_dir=tmp, allow_patterns=patterns)
         manifest = {"family": spec.family, "size": spec.size, "weights": "hub", "entry": entry,
-                    "hub_id": spec.hub_id, "revision": revision, "revision_resolved": info.sha, "seed": None,
+                    "hub_id": spec.hub_id, "revision": revision, "revision_resolved": resolved, "seed": None,
                     "weights_format": fmt, "spec": asdict(spec)}
         _write_manifest(tmp, manifest)
     return manifest

@@ -47,6 +47,12 @@ def test_r2_and_its_bootstrap_match_scikit_learn(known):
         assert table.loc[j, "delta_lo"] > 0  # the better prediction is better beyond the noise
     same = bootstrap_r2(y, [signal, signal], n_boot=50)
     assert (same["delta_lo"] == 0).all() and (same["delta_hi"] == 0).all()
+    # a constant truth, as scikit-learn scores it: 1 when predicted exactly, else 0
+    from samesky.probes.regress import _r2_resampled
+
+    flat = np.ones((1, 5, 2))
+    guess = np.stack([np.ones(5), np.arange(5.0)], axis=1)[None]
+    assert _r2_resampled(flat, guess).tolist() == [[r2_score(flat[0, :, j], guess[0, :, j]) for j in range(2)]] == [[1.0, 0.0]]
 
 
 def test_knn_probe_is_scikit_learns_distance_weighted_regressor_on_standardised_data(known):

@@ -79,6 +79,45 @@ def test_pretraining_masks_runs_as_astroclip_and_lowers_the_masked_loss():
     assert run()[1] == losses  # same seed, same steps, same losses
 
 
+def test_cropped_pretraining_sees_every_position_and_learns():
+    """Cropped steps: the statistics token plus one random run of consecutive tokens, positions kept, so
+    the position embeddings of the whole spectrum get trained; the masked runs stay predictable."""
+    from samesky.embed.specformer import RELEASED_HPARAMS, Specformer, crop_positions, pretrain
+
+    g = torch.Generator().manual_seed(0)
+    seen = torch.zeros(778)
+    for _ in range(4000):
+        pos = crop_positions(778, 195, g, min_tokens=42)
+        assert pos[0] == 0 and 42 <= len(pos) - 1 <= 195 and torch.equal(pos[1:], torch.arange(pos[1], pos[-1] + 1))
+        seen[pos] += 1
+    assert seen[0] == 4000
+    middle = 4000 * 195 / (778 - 2 + 195 - 2 * 42 + 1)  # runs cut at the ends: the rate away from the ends
+    assert (seen[195:583] - middle).abs().max() < 0.15 * middle
+    assert seen[1:].min() > 0.85 * middle * (195 - 42) / 195, seen[[1, 2, 776, 777]]  # the ends nearly as often
+    assert torch.equal(crop_positions(778, None, g), torch.arange(778))
+    assert torch.equal(crop_positions(778, 777, g), torch.arange(778))  # a crop as long as the spectrum
+
+    # cropping changes what a step sees, nothing else: the full-length encoding of a model equals the
+    # encoding with explicit positions 0..n-1, and a crop's states differ from the same tokens in place
+    torch.manual_seed(0)
+    model = Specformer(**{**RELEASED_HPARAMS, "embed_dim": 16, "num_layers": 1, "num_heads": 2}).eval()
+    tokens = model.tokenize(2 + torch.randn(3, 1000))
+    assert torch.equal(model.encode(tokens), model.encode(tokens, torch.arange(tokens.shape[1])))
+
+    g1 = torch.Generator().manual_seed(1)
+    a, b = torch.rand(64, 1, generator=g1), torch.rand(64, 1, generator=g1)
+    x = torch.linspace(0, 1, 1000)
+    flux = 2 + a * torch.sin(8 * x + 3 * b) + b * x
+    torch.manual_seed(0)
+    model = Specformer(**{**RELEASED_HPARAMS, "embed_dim": 16, "num_layers": 1, "num_heads": 2})
+    before = model.position_embed.weight.detach().clone()
+    losses = pretrain(model, flux, steps=60, batch_size=16, learning_rate=3e-3, mask_chunks=2, mask_width=10,
+                      seed=3, crop_tokens=40)
+    assert sum(losses[-10:]) / 10 < 0.65 * sum(losses[:10]) / 10
+    moved = (model.position_embed.weight != before).any(1)
+    assert moved[:99].all()  # the 99 tokens of a 1000-pixel spectrum all trained, by crops of 40
+
+
 def test_mini_specformer_records_its_pretraining(tmp_path):
     import json
 
@@ -90,7 +129,8 @@ def test_mini_specformer_records_its_pretraining(tmp_path):
 
     spec = get_spec("specformer", "base")
     flux = 2 + np.random.default_rng(0).normal(size=(40, 7781)).astype(np.float32)
-    settings = {"dataset": "desi", "steps": 3, "batch_size": 8, "learning_rate": 1e-3, "mask_chunks": 6, "mask_width": 20}
+    settings = {"dataset": "desi", "steps": 3, "batch_size": 8, "learning_rate": 1e-3, "mask_chunks": 6, "mask_width": 20,
+                "crop_tokens": 200}
     write_mini_model(spec, tmp_path / "random", seed=1)
     pretrain_mini_specformer(tmp_path / "random", tmp_path / "pre", flux, settings, seed=1, source={"path": "x"})
     manifest = json.loads((tmp_path / "pre" / MANIFEST).read_text())

@@ -65,7 +65,7 @@ rule pretrain_mini_specformer:
         f"{RESULTS}/logs/pretrain_mini_specformer/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/pretrain_mini_specformer/{{model}}.tsv"
-    threads: 2
+    threads: 1  # samesky.steps.embedding.PRETRAINING_THREADS
     resources:
         mem_mb=model_mem_mb,
         runtime=60,

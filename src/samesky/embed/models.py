@@ -74,7 +74,8 @@ def pretrain_mini_specformer(model_dir: str | os.PathLike, out_dir: str | os.Pat
     model = load_specformer_checkpoint(Path(model_dir) / manifest["entry"])
     log.info("pre-training the mini Specformer on %d spectra for %d steps", len(flux), settings["steps"])
     losses = pretrain(model, flux, settings["steps"], settings["batch_size"], settings["learning_rate"],
-                      settings["mask_chunks"], settings["mask_width"], seed=seed, log=log)
+                      settings["mask_chunks"], settings["mask_width"], seed=seed, log=log,
+                      crop_tokens=settings["crop_tokens"])
     window = max(1, min(50, len(losses) // 4))
     manifest |= {"weights": "mini-pretrained", "pretraining": {
         "objective": "masked reconstruction (AstroCLIP Specformer)", "settings": dict(settings),

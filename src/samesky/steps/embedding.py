@@ -15,8 +15,10 @@ from .runner import step
 log = logging.getLogger(__name__)
 
 # The pre-trained weights depend on torch's intra-op thread count (the order of float sums), so it is fixed:
-# every machine, whatever its cores, gets the same mini Specformer (the rule asks for as many threads).
-PRETRAINING_THREADS = 2
+# every machine, whatever its cores, gets the same mini Specformer (the rule asks for as many threads). One:
+# a cropped step's matrices are small, and with a second thread it ran 4x slower whenever another job
+# held a core (OpenMP waits at every barrier), as on a 2-core machine running `--cores 8` (measured).
+PRETRAINING_THREADS = 1
 
 
 @step(reads=("model_weights", "seed"))

@@ -73,19 +73,27 @@ def exact_similarities(x: np.ndarray, rows: np.ndarray, candidates: np.ndarray, 
 
 
 def _search_block(index, x, rows, k, n, error):
+    """The k nearest of each of ``rows``: fetch k + 8 candidates, and fetch twice as many again for the rows
+    whose k-th is not yet certain (only those: a certain row's k nearest do not change with more)."""
+    out = np.empty((len(rows), k), dtype=np.int64)
+    pending = np.arange(len(rows))  # positions in ``rows`` still to settle
     fetch = min(n, k + 8)
     while True:
-        approx, idx = index.search(x[rows], fetch)
-        sims = exact_similarities(x, rows, idx)
+        these = rows[pending]
+        approx, idx = index.search(x[these], fetch)
+        sims = exact_similarities(x, these, idx)
         # drop the row itself wherever it appears (duplicates may push it off first place)
-        sims = np.where(idx == rows[:, None], -np.inf, sims)
+        sims = np.where(idx == these[:, None], -np.inf, sims)
         order = np.lexsort((idx, -sims), axis=1)  # similarity descending, then index ascending
         sims_sorted = np.take_along_axis(sims, order, axis=1)
         idx_sorted = np.take_along_axis(idx, order, axis=1)
         # every row not fetched has an exact similarity at most the last fetched one's approximate one
         # plus faiss's error: the k-th must lie above that, else a nearer or tied row may be missing
-        if fetch == n or np.all(sims_sorted[:, k - 1] > approx[:, -1] + error):
-            return idx_sorted[:, :k]
+        settled = np.ones(len(these), bool) if fetch == n else sims_sorted[:, k - 1] > approx[:, -1] + error[pending]
+        out[pending[settled]] = idx_sorted[settled, :k]
+        pending = pending[~settled]
+        if not len(pending):
+            return out
         fetch = min(n, fetch * 2)
 
 
@@ -114,7 +122,9 @@ def permutation_null(nn_a: np.ndarray, nn_b: np.ndarray, k: int, n_permutations:
     """MKNN of A against B with B's rows shuffled, for many shuffles, from the neighbour sets alone.
 
     Shuffling B's rows by pi gives object i the row pi(i) of B, whose neighbours, renamed back to the
-    shuffled order, are pi^-1(N_B(pi(i))). No neighbour search is repeated.
+    shuffled order, are pi^-1(N_B(pi(i))). No neighbour search is repeated. A row of ``knn``'s arrays holds
+    distinct indices, so the number of equal (A slot, B slot) pairs is the number of shared neighbours
+    (``overlap_counts`` summed), counted without the per-row reductions.
     """
     rng = np.random.default_rng(seed)
     a, b = nn_a[:, :k], nn_b[:, :k]
@@ -124,7 +134,7 @@ def permutation_null(nn_a: np.ndarray, nn_b: np.ndarray, k: int, n_permutations:
         pi = rng.permutation(n)
         inverse = np.empty(n, dtype=np.int64)
         inverse[pi] = np.arange(n)
-        scores[j] = overlap_counts(a, inverse[b[pi]]).mean() / k
+        scores[j] = np.count_nonzero(a[:, :, None] == inverse[b[pi]][:, None, :]) / n / k  # = counts.mean() / k
     return scores
 
 

@@ -47,20 +47,36 @@ def class_labels(classes, reference: str, truth=None, dataset=None, other: str =
     pair dataset (source pair; ``{other}`` in the column is the pair's other survey). None for a pair not in
     ``classes.only_pairs``: its curves come without the decomposition. A decomposed pair without the column
     is an error naming it and the columns present."""
-    if classes["source"] == "none":
+    values = object_values(classes, reference, truth, dataset, other, pair, dataset_name,
+                           "alignment.size_curves.classes")
+    if values is None:
         return None
-    if classes["only_pairs"] is not None and pair not in classes["only_pairs"]:
-        log.info("%s is not in size_curves.classes.only_pairs: curves without the class decomposition", pair)
+    return dict(zip(values, class_bins(np.fromiter(values.values(), float, len(values)), classes["n_bins"])))
+
+
+def object_values(spec, reference: str, truth=None, dataset=None, other: str = "", pair: str = "",
+                  dataset_name: str = "the pair dataset", key: str = "the property") -> dict | None:
+    """object id -> the value of a per-object property named as ``{source, column, only_pairs}`` (the shape
+    of ``alignment.size_curves.classes``): a column of the mini universe's truth catalogue (source truth;
+    ids of the ``reference`` survey, objects it did not observe left out) or of the pair dataset (source
+    pair; ``{other}`` in the column is the pair's other survey). None for source none or a pair not in
+    ``only_pairs``. A missing column is an error naming ``key``, the column and the columns present."""
+    if spec["source"] == "none":
         return None
-    column = class_column(classes, other)
-    if classes["source"] == "truth":
+    if spec["only_pairs"] is not None and pair not in spec["only_pairs"]:
+        log.info("%s is not in %s.only_pairs: no %s for it", pair, key, spec["column"])
+        return None
+    column = class_column(spec, other)
+    if spec["source"] == "truth":
+        if column not in truth.columns:
+            raise KeyError(f"the truth catalogue has no column '{column}' for {key}; has {list(truth.columns)}")
         ids = truth[f"{reference}_object_id"].astype(str)
         keep = ids != ""
-        return dict(zip(ids[keep], class_bins(truth.loc[keep, column].to_numpy(), classes["n_bins"])))
+        return dict(zip(ids[keep], pd.to_numeric(truth.loc[keep, column], errors="coerce").to_numpy(float)))
     if column not in dataset.column_names:
-        raise KeyError(f"{dataset_name}: no column '{column}' for alignment.size_curves.classes (pair {pair}); has "
-                       f"{dataset.column_names}. Name another column, or leave the pair out of classes.only_pairs")
-    return dict(zip(map(str, dataset["object_id"]), class_bins(dataset[column], classes["n_bins"])))
+        raise KeyError(f"{dataset_name}: no column '{column}' for {key} (pair {pair}); has "
+                       f"{dataset.column_names}. Name another column, or leave the pair out of its only_pairs")
+    return dict(zip(map(str, dataset["object_id"]), np.asarray(dataset[column], float)))
 
 
 def class_column(classes, other: str) -> str:

@@ -73,6 +73,42 @@ def crossmodal_comparisons(reference: str, other: str, files: list[EmbeddingFile
             for fr in (ref_files if spectra else [by_model[fo.model]])]
 
 
+def intramodal_comparisons(reference: str, other: str, files: list[EmbeddingFile]):
+    """(side, smaller file, larger file): adjacent sizes of one family on the same images, per side (the
+    reference side first), each family's sizes in order of parameters."""
+    out = []
+    for side in (reference, other):
+        families: dict[str, list[EmbeddingFile]] = {}
+        for f in files:
+            if f.survey == side:
+                families.setdefault(f.family, []).append(f)
+        for family_files in families.values():
+            family_files.sort(key=lambda f: f.params_m)
+            out += [(side, small, large) for small, large in zip(family_files, family_files[1:])]
+    return out
+
+
+def comparisons(reference: str, other: str, files: list[EmbeddingFile]):
+    """Every comparison of one pair, as (kind, side, file a, file b), in the order of scores.csv: the
+    crossmodal ones (side: the other survey), then the intramodal ones (adjacent sizes, per side)."""
+    return ([("crossmodal", other, fo, fr) for fo, fr in crossmodal_comparisons(reference, other, files)]
+            + [("intramodal", side, small, large) for side, small, large in intramodal_comparisons(reference, other, files)])
+
+
+def adjacent_sizes(pairs):
+    """Adjacent sizes of each family among crossmodal comparisons ``[(file a, file b), ...]``: a list of
+    ((a, b) smaller, (a, b) larger), grouped by the family of b (the reference side's model, as Table 2 is)
+    and ordered by b's parameters."""
+    families: dict[str, list] = {}
+    for fa, fb in pairs:
+        families.setdefault(fb.family, []).append((fa, fb))
+    out = []
+    for members in families.values():
+        members.sort(key=lambda p: p[1].params_m)
+        out += list(zip(members, members[1:]))
+    return out
+
+
 def load_cached(f: EmbeddingFile, cache: dict):
     if f.path not in cache:
         ids, emb, _ = read_embeddings(f.path)
@@ -96,17 +132,6 @@ def align_pair(pair: str, reference: str, other: str, files: list[EmbeddingFile]
                          "family": fb.family, "size": fb.size, "params_m": fb.params_m,
                          "size_a": fa.size, "params_a_m": fa.params_m, **r})
 
-    ref_files = [f for f in files if f.survey == reference]
-    other_files = [f for f in files if f.survey == other]
-    for fo, fr in crossmodal_comparisons(reference, other, files):
-        add("crossmodal", other, fo, fr)
-    # intramodal: adjacent sizes of one family on the same images, per side
-    for side, side_files in ((reference, ref_files), (other, other_files)):
-        families: dict[str, list[EmbeddingFile]] = {}
-        for f in side_files:
-            families.setdefault(f.family, []).append(f)
-        for family_files in families.values():
-            family_files.sort(key=lambda f: f.params_m)
-            for small, large in zip(family_files, family_files[1:]):
-                add("intramodal", side, small, large)
+    for kind, side, fa, fb in comparisons(reference, other, files):
+        add(kind, side, fa, fb)
     return pd.DataFrame(rows)

@@ -41,6 +41,7 @@ if RELEASED:  # the released-embeddings preset: embeddings files instead of the 
 
 
 include: "workflow/rules/alignment.smk"
+include: "workflow/rules/metrics.smk"
 if "probes" in config:  # `probes: null` switches them off (the released-embeddings preset)
 
     include: "workflow/rules/probes.smk"

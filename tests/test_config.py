@@ -54,6 +54,10 @@ def _broken(config, path, value):
     (("crossmatch", "radius"), 1.0, "Additional properties are not allowed ('radius' was unexpected)"),
     (("probes", "mlp"), "deep", "instance['probes']['mlp']"),
     (("probes", "test_fraction"), 1.5, "instance['probes']['test_fraction']"),
+    (("alignment", "metrics", "names"), ["mknn", "cosine"], "instance['alignment']['metrics']['names'][1]"),
+    (("alignment", "conditional", "redshift", "source"), "catalogue",
+     "instance['alignment']['conditional']['redshift']['source']"),
+    (("alignment", "oracle", "dim"), 8, "instance['alignment']['oracle']['dim']"),
 ])
 def test_schema_errors_name_the_key(repo, default_config, path, value, message):
     with pytest.raises(WorkflowError) as err:
@@ -90,6 +94,10 @@ def test_schema_errors_name_the_key(repo, default_config, path, value, message):
      "config key mini_specformer_pretraining.dataset: 'hsc' is not a spectrum dataset of `datasets` ['desi', 'sdss']"),
     (("mini_specformer_pretraining", "dataset"), "sdss",
      "config key mini_specformer_pretraining.dataset: 'sdss' is not on the DESI grid"),
+    (("alignment", "metrics", "k"), [5, 20],
+     "config key alignment.metrics.k: [5, 20] leaves out alignment.table_k = 10"),
+    (("alignment", "conditional", "redshift", "only_pairs"), ["euclid_hsc"],
+     "config key alignment.conditional.redshift.only_pairs[0]: 'euclid_hsc' is not a pair of the alignment"),
 ])
 def test_reference_errors_name_the_key(repo, default_config, path, value, message):
     with pytest.raises(ConfigError, match=None) as err:

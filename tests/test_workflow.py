@@ -68,6 +68,8 @@ def _copy_of(finished, dest, removed=()):
 # 16 image model sizes on HSC + Specformer on DESI, each probed; then one job per analysis
 PROBE_JOBS = {"probe_sample": 1, "probe_regressions": 17, "probe_tables": 1, "probe_environment": 1,
               "probe_brightness": 1, "probe_sky": 1, "probe_structure": 1, "probe_residuals": 1, "probe_net_wins": 1}
+# issue 17, per aligned pair and once; the oracle check only where the mini universe's truth exists
+METRIC_JOBS = {"metric_suite": 4, "metric_suite_summary": 1, "conditional_alignment": 4, "conditional_summary": 1}
 
 
 def test_dry_run_of_the_embedded_default(workdir):
@@ -78,7 +80,7 @@ def test_dry_run_of_the_embedded_default(workdir):
                       "crossmatch_truth_recovery": 1, "fetch_model": 17, "pretrain_mini_specformer": 1,
                       "resample_spectra": 1, "prepare_images": 6, "embed": 17, "embedding_summary": 1,
                       "align_pair": 4, "alignment_tables": 1, "size_curves": 4, "size_curve_summary": 1,
-                      **PROBE_JOBS, "all": 1}
+                      **METRIC_JOBS, "oracle_validation": 1, **PROBE_JOBS, "all": 1}
 
 
 def test_dry_run_of_the_paper_preset(workdir):
@@ -90,7 +92,8 @@ def test_dry_run_of_the_paper_preset(workdir):
     assert counts == {"download_dataset": 6, "crossmatch": 5, "crossmatch_summary": 1, "fetch_model": 20,
                       "fetch_shared_weights": 1,  # AstroCLIP's checkpoint, once for its three encoders
                       "resample_spectra": 1, "prepare_images": 7, "embed": 20, "embedding_summary": 1, "align_pair": 4,
-                      "alignment_tables": 1, "size_curves": 4, "size_curve_summary": 1, **probe_jobs, "all": 1}
+                      "alignment_tables": 1, "size_curves": 4, "size_curve_summary": 1, **METRIC_JOBS, **probe_jobs,
+                      "all": 1}
 
 
 def _jobs(dry_run: str, rule: str) -> list[dict]:
@@ -137,8 +140,12 @@ def test_dry_run_of_the_released_embeddings_preset(workdir):
     # 16 image model sizes x 4 pairs released files, audited once; one embeddings job per model size
     # (Specformer's DESI and SDSS sides come from the image models' files); no download, crossmatch, model
     assert counts == {"fetch_released": 64, "audit_released": 1, "released_embeddings": 17, "embedding_summary": 1,
-                      "align_pair": 4, "alignment_tables": 1, "size_curves": 4, "size_curve_summary": 1, "all": 1}
+                      "align_pair": 4, "alignment_tables": 1, "size_curves": 4, "size_curve_summary": 1, **METRIC_JOBS,
+                      "all": 1}
     assert "results/released/tables/table2_crossmodal.csv" in dry and "figure1_crossmodal.pdf" in dry
+    # no pair dataset and no truth: the conditional alignment reads the embeddings only
+    for job in _jobs(dry, "conditional_alignment"):
+        assert all("/embeddings/" in path for path in job["input"]), job["input"]
 
 
 @pytest.mark.parametrize("extra", [[], ["--configfile", "config/paper.yaml"], ["--configfile", "config/released.yaml"]])
@@ -182,6 +189,35 @@ def test_end_to_end_on_a_small_mini_universe(finished):
     assert len(cka) == len(models) and cka[["jwst", "legacysurvey", "desi", "sdss"]].notna().all().all()
     curves = pd.read_csv(results / "tables" / "size_curves.csv")
     assert set(curves["pair"]) == {"jwst_hsc", "legacysurvey_hsc", "desi_hsc", "sdss_hsc"}
+    # issue 17: every comparison of align_pair with every metric; MKNN is align_pair's own score
+    suite = pd.read_csv(results / "tables" / "metric_suite.csv")
+    assert set(suite["metric"]) == {"mknn", "jaccard_knn", "cycle_knn", "lcs_knn", "edit_knn", "cknna", "cknna_own",
+                                    "svcca", "rsa", "procrustes", "cka_linear", "cka_debiased"}
+    merged = suite[suite["metric"] == "mknn"].merge(scores, on=["pair", "kind", "side", "model_a", "model_b", "k"])
+    assert len(merged) == len(scores[scores["k"] == 10]) and np.allclose(merged["score"], merged["mknn"])
+    assert len(suite.drop_duplicates(["pair", "kind", "side", "model_a", "model_b"])) == len(
+        scores.drop_duplicates(["pair", "kind", "side", "model_a", "model_b"]))
+    wide = pd.read_csv(results / "tables" / "metric_suite_crossmodal.csv")
+    assert len(wide) == len(crossmodal[crossmodal["k"] == 10]) and wide["mknn"].notna().all()
+    metric_trends = pd.read_csv(results / "tables" / "metric_trend_tests.csv")
+    mknn_trends = metric_trends[(metric_trends["metric"] == "mknn") & (metric_trends["measure"] == "score")]
+    assert mknn_trends["p_value"].tolist() == pytest.approx(
+        pd.read_csv(results / "tables" / "trend_tests.csv")["p_value"].tolist(), nan_ok=True)
+    assert set(pd.read_csv(results / "tables" / "metric_size_curves.csv")["model_b"]) == {"vit-large", "astropt-small"}
+    oracle = pd.read_csv(results / "tables" / "oracle_summary.csv").set_index("metric")
+    assert oracle.loc["mknn", "spearman"] > 0.8 and oracle.loc["mknn", "range"] > 0
+    per_object = pd.read_parquet(results / "alignment" / "desi_hsc" / "per_object.parquet")
+    assert {"object_id", "overlap", "redshift", "brightness", "environment"} <= set(per_object.columns)
+    desi = crossmodal[(crossmodal["pair"] == "desi_hsc") & (crossmodal["k"] == 10)].set_index("model_b")["mknn"]
+    assert np.allclose(per_object.groupby("model_b")["overlap"].mean()[desi.index], desi)
+    conditional = pd.read_csv(results / "tables" / "conditional_alignment.csv")
+    assert set(conditional["covariate"]) == {"all", "redshift", "brightness", "environment", "partial"}
+    deltas = pd.read_csv(results / "tables" / "size_deltas.csv")
+    assert len(deltas) == 4 and set(deltas["model_1"] + ">" + deltas["model_2"]) == {"vit-base>vit-large"}
+    assert (deltas["lo"] <= deltas["delta"]).all() and (deltas["delta"] <= deltas["hi"]).all()
+    assert set(pd.read_csv(results / "tables" / "size_delta_trends.csv")["test"]) >= {"crossmodal", "crossmodal_sdss"}
+    for figure in ("metric_suite", "metric_size_curves", "oracle", "conditional_alignment"):
+        assert (results / "figures" / f"{figure}.pdf").stat().st_size > 0
     assert curves["class_a"].notna().all() and set(curves["k"]) == {1, 10}
     r2 = pd.read_csv(results / "tables" / "probe_r2_test.csv")
     assert len(r2) == 2 * 4 and set(r2["method"]) == {"knn", "mlp"}  # 3 image sizes + Specformer, 2 probes
@@ -348,6 +384,10 @@ PROVENANCE = {  # each table's record, and the datasets and models it rests on
     "alignment/sdss_hsc/provenance.json": ({"hsc", "sdss"}, 4),
     "spectra/sdss_hsc/provenance.json": ({"hsc", "sdss"}, 0),
     "tables/probe_tables.provenance.json": ({"hsc", "desi", "probes_catalogue"}, 4),
+    "tables/metric_suite.provenance.json": ({"hsc", "jwst", "legacysurvey", "desi", "sdss"}, 4),
+    "tables/conditional_alignment.provenance.json": ({"hsc", "jwst", "legacysurvey", "desi", "sdss"}, 4),
+    "alignment/desi_hsc/conditional.provenance.json": ({"hsc", "desi"}, 4),
+    "tables/oracle.provenance.json": (set(), 0),  # the mini universe's truth: no dataset, no model
 }
 
 
@@ -379,7 +419,8 @@ TABLES = ["tables/probe_r2_test.csv", "tables/probe_bootstrap.csv", "tables/prob
           "tables/structure_ami.csv", "tables/table1_intramodal.csv", "tables/table2_crossmodal.csv", "tables/crossmodal_cka.csv",
           "tables/trend_tests.csv", "tables/size_curves.csv", "crossmatch/summary.csv",
           "crossmatch/truth_recovery.csv", "embeddings/summary.csv", "spectra/sdss_hsc/resampling.csv",
-          "alignment/desi_hsc/scores.csv"]
+          "alignment/desi_hsc/scores.csv", "tables/metric_suite.csv", "tables/conditional_alignment.csv",
+          "tables/size_deltas.csv", "tables/oracle_summary.csv"]
 
 
 @pytest.mark.workflow
@@ -390,7 +431,9 @@ def test_report_is_built_with_every_figure_and_table(finished):
     for name in ("figure1_crossmodal.pdf", "size_curves.pdf", "agreement_decomposition.pdf",
                  "table1_intramodal.csv", "table2_crossmodal.csv", "crossmodal_cka.csv", "trend_tests.csv",
                  "probe_r2_test.csv", "probe_r2_oof.csv", "probe_bootstrap.csv", "probe_environment.pdf",
-                 "structure_umap_kmeans.pdf", "residuals.pdf", "residual_net_wins.pdf"):
+                 "structure_umap_kmeans.pdf", "residuals.pdf", "residual_net_wins.pdf", "metric_suite.pdf",
+                 "metric_suite_crossmodal.csv", "metric_trend_tests.csv", "metric_size_curves.pdf", "oracle.pdf",
+                 "oracle_summary.csv", "conditional_alignment.pdf", "conditional_alignment.csv", "size_delta_trends.csv"):
         assert name in html, name
     assert "The Platonic Universe, Figure 1" in html
 

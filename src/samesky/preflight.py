@@ -256,13 +256,18 @@ def side_needs(config: dict) -> dict:
 
 
 def later_columns(config: dict, pair: dict, surveys) -> dict:
-    """Columns of a pair's dataset that rules after the crossmatch read: the size-curve classes, the join of
-    the probes."""
+    """Columns of a pair's dataset that rules after the crossmatch read: the size-curve classes, the
+    conditional alignment's redshift and brightness, the join of the probes."""
     columns = {}
-    classes = config["alignment"]["size_curves"]["classes"]
-    if pair["align"] and classes and classes["source"] == "pair" and (
-            classes["only_pairs"] is None or pair["name"] in classes["only_pairs"]):
-        columns[classes["column"].replace("{other}", surveys[1])] = "alignment.size_curves.classes"
+    conditional = config["alignment"]["conditional"]
+    named = [(config["alignment"]["size_curves"]["classes"], "alignment.size_curves.classes"),
+             (conditional["redshift"], "alignment.conditional.redshift")]
+    for spec, key in named:
+        if pair["align"] and spec and spec["source"] == "pair" and (
+                spec["only_pairs"] is None or pair["name"] in spec["only_pairs"]):
+            columns[spec["column"].replace("{other}", surveys[1])] = key
+    if pair["align"] and conditional["brightness"] is not None:
+        columns[conditional["brightness"]] = "alignment.conditional.brightness"
     if "probes" in config and config["probes"]["pair"] == pair["name"]:
         columns[config["probes"]["join_on"]] = "probes.join_on"
     return columns

@@ -351,6 +351,25 @@ def size_curve_inputs(wildcards):
         inputs["truth"] = f"{RESOURCES}/mini_universe/truth.parquet"
     elif source == "pair":
         inputs["dataset"] = f"{RESULTS}/crossmatch/{wildcards.pair}/dataset"
+        inputs["provenance"] = f"{RESULTS}/crossmatch/{wildcards.pair}/provenance.json"
+    return inputs
+
+
+def conditional_inputs(wildcards):
+    """The pair's embeddings, plus what its covariates are read from: the mini truth (redshift source truth)
+    and the pair dataset (redshift source pair, the brightness column, the positions of the environment and
+    the sky regions)."""
+    inputs = pair_embeddings(wildcards)
+    opts = config["alignment"]["conditional"]
+    if opts["redshift"]["source"] == "truth":
+        inputs["truth"] = f"{RESOURCES}/mini_universe/truth.parquet"
+    if opts["redshift"]["source"] == "pair" or opts["brightness"] is not None or opts["environment"] or opts["sky_regions"]:
+        if RELEASED:
+            raise ValueError("alignment.conditional: the released embeddings have no pair dataset to read covariates "
+                             "from; set redshift.source none, brightness null, environment false, sky_regions 0 "
+                             "(config/released.yaml does)")
+        inputs["dataset"] = f"{RESULTS}/crossmatch/{wildcards.pair}/dataset"
+        inputs["provenance"] = f"{RESULTS}/crossmatch/{wildcards.pair}/provenance.json"
     return inputs
 
 
@@ -363,8 +382,23 @@ def alignment_targets():
         + [f"{RESULTS}/tables/trend_tests.csv", f"{RESULTS}/figures/figure1_crossmodal.pdf"]
         + [f"{RESULTS}/tables/size_curves.csv", f"{RESULTS}/figures/size_curves.pdf",
            f"{RESULTS}/figures/agreement_decomposition.pdf"]
+        + metric_targets()
         + layer_targets()
     )
+
+
+def metric_targets():
+    """Issue 17: the metric suite, the conditional alignment and, where the mini universe's truth exists
+    (the embedded default), the oracle check of the metrics."""
+    targets = [f"{RESULTS}/tables/{t}" for t in ("metric_suite.csv", "metric_suite_crossmodal.csv",
+                                                 "metric_suite_crossmodal.md", "metric_trend_tests.csv",
+                                                 "metric_size_curves.csv", "conditional_alignment.csv",
+                                                 "size_deltas.csv", "size_delta_trends.csv")]
+    targets += [f"{RESULTS}/figures/{f}.pdf" for f in ("metric_suite", "metric_size_curves", "conditional_alignment")]
+    if uses_mini_universe():
+        targets += [f"{RESULTS}/tables/oracle_curves.csv", f"{RESULTS}/tables/oracle_summary.csv",
+                    f"{RESULTS}/figures/oracle.pdf"]
+    return targets
 
 
 def layer_targets():

@@ -99,19 +99,18 @@ def check_config(config: dict) -> None:
             raise ConfigError(f"config key alignment.size_curves.decomposition_model: "
                               f"'{curves['decomposition_model']}' is not among the configured models "
                               f"{sorted(model_names)}")
-        for j, name in enumerate((curves or {}).get("classes", {}).get("only_pairs") or []):
-            if name not in aligned:
-                raise ConfigError(f"config key alignment.size_curves.classes.only_pairs[{j}]: '{name}' is not a pair "
-                                  f"of the alignment {sorted(aligned)}")
+        # the per-object properties named as {source, column, only_pairs}: each only_pairs lists aligned pairs
+        named = {"alignment.size_curves.classes": (curves or {}).get("classes"),
+                 "alignment.conditional.redshift": (alignment.get("conditional") or {}).get("redshift")}
+        for key, spec in named.items():
+            for j, name in enumerate((spec or {}).get("only_pairs") or []):
+                if name not in aligned:
+                    raise ConfigError(f"config key {key}.only_pairs[{j}]: '{name}' is not a pair of the alignment "
+                                      f"{sorted(aligned)}")
         metrics = alignment.get("metrics")
         if metrics and alignment["table_k"] not in metrics["k"]:
             raise ConfigError(f"config key alignment.metrics.k: {metrics['k']} leaves out alignment.table_k = "
                               f"{alignment['table_k']}, the k the metric suite's tables report")
-        redshift = (alignment.get("conditional") or {}).get("redshift") or {}
-        for j, name in enumerate(redshift.get("only_pairs") or []):
-            if name not in aligned:
-                raise ConfigError(f"config key alignment.conditional.redshift.only_pairs[{j}]: '{name}' is not a pair "
-                                  f"of the alignment {sorted(aligned)}")
         if aligned and alignment["hsc_pair"] not in aligned:
             raise ConfigError(f"config key alignment.hsc_pair: '{alignment['hsc_pair']}' is not a pair of the "
                               f"alignment {sorted(aligned)}")

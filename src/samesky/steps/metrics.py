@@ -8,17 +8,12 @@ from __future__ import annotations
 import logging
 
 from ..io import load_dataset_dir, write_csv, write_parquet, write_text
+from .alignment import _files
 from .runner import step
 
 log = logging.getLogger(__name__)
 
 # As in steps/alignment.py, each step imports what it uses (scipy, sklearn, astropy cost a job seconds).
-
-
-def _files(settings):
-    from ..align.scores import EmbeddingFile
-
-    return [EmbeddingFile(**f) for f in settings["files"]]
 
 
 @step(reads=("alignment.metrics", "alignment.table_k", "alignment.size_curves.smallest", "seed"))

@@ -16,10 +16,12 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from ..downstream.labels import FRACTION_COLUMNS, QUESTIONS
 from ..io import atomic_path, write_parquet
 from ..surveys import BAND_WAVELENGTH, desi_wavelength
 from .observe import observe_spectrum, pad_spectrum, render_image, sdss_grid
-from .population import Z_SUN, band_flux_ratios, draw_positions, draw_properties, offset_positions
+from .population import (Z_SUN, band_flux_ratios, draw_morphology, draw_positions, draw_properties,
+                         offset_positions)
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,8 @@ def make_population(cfg: dict, seed: int) -> pd.DataFrame:
     props.insert(1, "kind", "galaxy")
     props.insert(2, "ra", ra)
     props.insert(3, "dec", dec)
-    return props
+    # the morphology has a stream of its own, so adding it changed no other property (spectra stay the same)
+    return draw_morphology(props, np.random.default_rng([seed, 1]))
 
 
 def in_footprint(ra, dec, footprint: dict | None) -> np.ndarray:
@@ -61,8 +64,12 @@ def select_observed(pop: pd.DataFrame, scfg: dict, rng) -> np.ndarray:
     return np.flatnonzero(seen)
 
 
-def make_interlopers(pop: pd.DataFrame, seen: np.ndarray, scfg: dict, rng, first_id: int) -> pd.DataFrame:
-    """Objects only this survey sees: close companions of real galaxies, a few blends, and field objects."""
+def make_interlopers(pop: pd.DataFrame, seen: np.ndarray, scfg: dict, rng, first_id: int,
+                     morphology_rng: np.random.Generator) -> pd.DataFrame:
+    """Objects only this survey sees: close companions of real galaxies, a few blends, and field objects.
+
+    Their morphology comes from ``morphology_rng``, a stream apart from ``rng`` (which the survey's
+    selection, astrometry and ids go on drawing from unchanged)."""
     n = int(round(scfg["interloper_fraction"] * len(seen)))
     if n == 0:
         return pop.iloc[:0].copy()
@@ -85,7 +92,7 @@ def make_interlopers(pop: pd.DataFrame, seen: np.ndarray, scfg: dict, rng, first
     props.insert(3, "dec", dec)
     # interlopers must be visible to this survey
     props["mag_r"] = np.minimum(props["mag_r"], scfg["mag_limit"] - 0.2)
-    return props
+    return draw_morphology(props, morphology_rng)
 
 
 def object_ids(name: str, n: int, rng, ra, dec) -> np.ndarray:
@@ -198,8 +205,9 @@ def write_hub_dataset(make_rows, gen_kwargs: dict, features, folder: Path, descr
 
 
 def build_mini_universe(cfg: dict, seed: int, hub_dir: str | Path, truth_path: str | Path) -> pd.DataFrame:
-    """Generate the mini universe: one Hub-layout folder per survey under ``hub_dir`` (plus ``provabgs``)
-    and the truth catalogue at ``truth_path``. Returns the truth catalogue."""
+    """Generate the mini universe: one Hub-layout folder per survey under ``hub_dir`` (plus ``provabgs``,
+    a PROVABGS-like catalogue of the DESI-like spectra, and ``galaxy_zoo``, GZD-5-like volunteer votes for
+    the Legacy-like images) and the truth catalogue at ``truth_path``. Returns the truth catalogue."""
     with atomic_path(hub_dir, is_dir=True) as tmp:
         truth = _build(cfg, seed, Path(tmp))
     write_parquet(truth_path, truth)
@@ -213,7 +221,7 @@ def _build(cfg: dict, seed: int, outdir: Path) -> pd.DataFrame:
     for name, scfg in cfg["surveys"].items():
         rng = survey_rng(seed, name)
         seen = select_observed(pop, scfg, rng)
-        inter = make_interlopers(pop, seen, scfg, rng, next_id)
+        inter = make_interlopers(pop, seen, scfg, rng, next_id, survey_rng(seed + 2, name))
         next_id += len(inter)
         pop = pd.concat([pop, inter], ignore_index=True)
         cat = pd.concat([pop.iloc[seen], pop.iloc[len(pop) - len(inter):]], ignore_index=True)
@@ -258,6 +266,10 @@ def _build(cfg: dict, seed: int, outdir: Path) -> pd.DataFrame:
             "Z_MW": Z_SUN * 10 ** d["log_z_mw"], "TAGE_MW": d["t_age_gyr"],
             "AVG_SFR": 10 ** (d["log_ssfr"] + d["log_mstar"]),
         }), outdir / "provabgs")
+    # Galaxy Zoo DECaLS-like volunteer votes for what the Legacy-like survey imaged
+    if "legacysurvey" in observed:
+        write_parquet_dataset(galaxy_zoo_votes(observed["legacysurvey"], survey_rng(seed + 3, "galaxy_zoo")),
+                              outdir / "galaxy_zoo")
     return truth
 
 
@@ -265,3 +277,90 @@ def write_parquet_dataset(frame: pd.DataFrame, folder: Path) -> None:
     with atomic_path(folder, is_dir=True) as tmp:
         (tmp / "data").mkdir(parents=True)
         frame.to_parquet(tmp / "data" / "train-00000-of-00001.parquet", index=False)
+
+
+def iau_names(ra, dec) -> np.ndarray:
+    """IAU-style names, "JHHMMSS.ss+DDMMSS.s", truncated (not rounded) as the convention asks."""
+    ra_cs = np.floor(np.mod(np.asarray(ra, float), 360.0) / 15 * 3600 * 100).astype(np.int64)  # 0.01 s of RA
+    dec = np.asarray(dec, float)
+    dec_ds = np.floor(np.abs(dec) * 3600 * 10).astype(np.int64)  # 0.1 arcsec of Dec
+    return np.array([
+        f"J{r // 360000:02d}{r // 6000 % 60:02d}{r % 6000 // 100:02d}.{r % 100:02d}"
+        f"{'-' if d < 0 else '+'}{a // 36000:02d}{a // 600 % 60:02d}{a % 600 // 10:02d}.{a % 10}"
+        for r, a, d in zip(ra_cs, dec_ds, dec)])
+
+
+# what volunteers answer for a galaxy they cannot resolve: a smooth, round, undisturbed blob
+UNRESOLVED_ANSWER = {"smooth-or-featured": "smooth", "disk-edge-on": "no", "has-spiral-arms": "no",
+                     "bar": "no", "how-rounded": "round", "merging": "none"}
+VOTE_NOISE = 0.1  # the share of votes cast at random (misclicks, disagreement): the only artifact votes
+# the size (arcsec) at which a galaxy counts as resolved; 1.1 makes ~85% of galaxies with r_eff > 1 arcsec
+# get their true class from the votes (labels.morphology_classes), ~90% at 1.0, ~78% at 1.2
+RESOLVED_ARCSEC = 1.1
+
+
+def clarity(r_eff_arcsec, mag_r) -> np.ndarray:
+    """How well a Legacy-like image (~1.3 arcsec seeing, r < 23.5) shows a galaxy's morphology, 0..1:
+    small galaxies are unresolved, faint ones drowned in noise."""
+    size = np.clip(1 - np.exp(-(np.asarray(r_eff_arcsec, float) / RESOLVED_ARCSEC) ** 2), 0, 1)
+    return size * np.clip((23.5 - np.asarray(mag_r, float)) / 4, 0.2, 1)
+
+
+def true_answers(cat: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per GZD-5 question, the answer an ideal volunteer gives each galaxy (from its true shape)."""
+    shape = cat["shape_class"].to_numpy(str)
+    barred = shape == "barred_spiral"
+    return {
+        "smooth-or-featured": np.where(np.isin(shape, ("smooth_round", "smooth_cigar")), "smooth", "featured-or-disk"),
+        "disk-edge-on": np.where(shape == "edge_on_disk", "yes", "no"),
+        "has-spiral-arms": np.where(np.isin(shape, ("unbarred_spiral", "barred_spiral")), "yes", "no"),
+        "bar": np.where(barred & (cat["bar_strength"].to_numpy(float) >= 0.35), "strong", np.where(barred, "weak", "no")),
+        # anything voted smooth is judged by its outline: an edge-on disk called smooth looks cigar-shaped
+        "how-rounded": np.where(cat["axis_ratio"].to_numpy(float) < 0.6, "cigar-shaped", "round"),
+        "merging": np.where(cat["morphology"].to_numpy(str) == "merger", "merger", "none"),
+    }
+
+
+def galaxy_zoo_votes(cat: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """A GZD-5-like volunteer catalogue (columns as labels.FRACTION_COLUMNS) for the objects in ``cat``.
+
+    Each object gets 35-45 volunteers. For every question the votes are multinomial over its answers with
+    probabilities ``(1 - noise) * (c * true + (1 - c) * unresolved) + noise * uniform``, ``c`` the clarity:
+    resolved, bright galaxies get their true answers, small faint ones drift to "smooth, round", as real
+    volunteers call unresolved galaxies smooth. Follow-up questions are asked of the volunteers whose
+    answer leads to them (the GZD-5 decision tree); the merging question of everyone. A fraction is the
+    answer's votes over those asked, NaN where nobody was.
+    """
+    n = len(cat)
+    c = clarity(cat["r_eff_arcsec"], cat["mag_r"])[:, None]
+    truth = true_answers(cat)
+    total = rng.integers(35, 46, n)
+    votes: dict[tuple[str, str], np.ndarray] = {}
+    asked: dict[str, np.ndarray] = {}
+    for question, answers in QUESTIONS.items():  # in tree order: every question follows the one it hangs on
+        if question in ("smooth-or-featured", "merging"):
+            asked[question] = total
+        elif question == "disk-edge-on":
+            asked[question] = votes["smooth-or-featured", "featured-or-disk"]
+        elif question in ("has-spiral-arms", "bar"):
+            asked[question] = votes["disk-edge-on", "no"]
+        else:  # how-rounded
+            asked[question] = votes["smooth-or-featured", "smooth"]
+        ans = np.asarray(answers)
+        onehot = (truth[question][:, None] == ans[None, :]).astype(float)
+        blob = (ans == UNRESOLVED_ANSWER[question]).astype(float)[None, :]
+        p = (1 - VOTE_NOISE) * (c * onehot + (1 - c) * blob) + VOTE_NOISE / len(ans)
+        counts = rng.multinomial(asked[question], p / p.sum(axis=1, keepdims=True))
+        for j, a in enumerate(answers):
+            votes[question, a] = counts[:, j]
+
+    out = {"iauname": iau_names(cat["obs_ra"], cat["obs_dec"]), "ra": cat["obs_ra"].to_numpy(float),
+           "dec": cat["obs_dec"].to_numpy(float)}
+    for question, answers in QUESTIONS.items():
+        out[f"{question}_total-votes"] = asked[question].astype(np.int64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for a in answers:
+                out[f"{question}_{a}_fraction"] = np.where(asked[question] > 0,
+                                                           votes[question, a] / asked[question], np.nan)
+    # GZD-5's column order: names and positions, vote counts, then the fractions question by question
+    return pd.DataFrame(out)[["iauname", "ra", "dec", *(f"{q}_total-votes" for q in QUESTIONS), *FRACTION_COLUMNS]]

@@ -11,6 +11,9 @@ data (what the probes measure):
 - t_age (mass-weighted age, Gyr): 4000 A break, Balmer absorption (deepest at ~0.6 Gyr), red continuum;
 - log sSFR (yr^-1): blue continuum and emission-line strength;
 - dust A_V, bulge fraction, axis ratio and position angle: nuisance parameters seen by images.
+- morphology (draw_morphology, a stream of its own): smooth round/cigar, edge-on disk, spiral with or
+  without a bar, merger; images see it all, spectra only through quiescence (smooth galaxies are mostly
+  quenched), and a Galaxy Zoo-like vote catalogue sees it as far as Legacy-like images resolve it.
 """
 
 from __future__ import annotations
@@ -177,3 +180,64 @@ def band_flux_ratios(wave_obs_bands, z, t_age, log_z, log_ssfr, a_v, ref_wave=61
     f_lam = continuum(waves / (1 + z), t_age, log_z, log_ssfr, a_v)
     f_nu = (f_lam * waves**2).mean(axis=1)
     return f_nu[:-1] / f_nu[-1]
+
+
+# morphology: the true class of each galaxy (labels.CLASSES) and the shape columns the images render
+MORPHOLOGY_COLUMNS = ("spiral_strength", "arm_pitch_deg", "arm_phase_deg", "bar_strength", "bar_angle_deg",
+                      "merger_flux_ratio", "merger_sep_reff", "merger_angle_deg")
+DISK_THICKNESS = 0.12  # intrinsic axis ratio q0 of a disk seen edge-on
+
+
+def draw_morphology(props: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """``props`` with a true morphology class and its shape parameters; ``axis_ratio`` is redrawn.
+
+    Images see the whole morphology; spectra see it only through quiescence (smooth galaxies are mostly
+    quenched, disks mostly star-forming), so they can partly tell smooth from disk but not arms, bars,
+    inclination or mergers. ``rng`` must be a stream of its own: every other column keeps its value, so
+    the spectra and the PROVABGS-like catalogue do not change when the morphology does.
+
+    Columns: ``morphology`` (the class; "merger" for mergers), ``shape_class`` (what the galaxy looks
+    like under a merger's disturbance: its class without the merger) and ``MORPHOLOGY_COLUMNS`` (0 where
+    the feature is absent). Every draw is made for every row, so one row's class never shifts the
+    stream of the others.
+    """
+    n = len(props)
+    out = props.copy()
+    env = props["environment"].to_numpy(float)
+    quiescent = props["quiescent"].to_numpy(bool)
+    log_mstar = props["log_mstar"].to_numpy(float)
+
+    merger = rng.random(n) < 0.04 + 0.08 * env  # rare, commoner where galaxies crowd
+    smooth = rng.random(n) < np.where(quiescent, 0.85, 0.12)
+    q_smooth = rng.uniform(0.3, 1.0, n)
+    # a thin disk at a random inclination: cos(i) uniform, projected axis ratio with thickness q0
+    cos_i = rng.random(n)
+    q_disk = np.sqrt(cos_i**2 * (1 - DISK_THICKNESS**2) + DISK_THICKNESS**2)
+    axis_ratio = np.where(smooth, q_smooth, q_disk)
+    edge_on = ~smooth & (q_disk < 0.3)
+    spiral = ~smooth & ~edge_on
+    strength = rng.uniform(0.6, 1.0, n)  # arm contrast: at 1 the disk between the arms is dark
+    pitch = rng.uniform(12, 30, n)
+    phase = rng.uniform(0, 360, n)
+    barred = spiral & (rng.random(n) < 0.25 + 0.25 * (log_mstar > 10.5))  # bars are commoner in massive disks
+    bar_strength = rng.uniform(0.25, 0.45, n)
+    bar_angle = rng.uniform(0, 180, n)
+    flux_ratio = rng.uniform(0.3, 0.8, n)
+    sep = rng.uniform(0.8, 1.8, n)
+    angle = rng.uniform(0, 360, n)
+
+    shape = np.where(smooth, np.where(axis_ratio < 0.6, "smooth_cigar", "smooth_round"),
+                     np.where(edge_on, "edge_on_disk", np.where(barred, "barred_spiral", "unbarred_spiral")))
+    out["axis_ratio"] = axis_ratio
+    out["morphology"] = np.where(merger, "merger", shape).astype(object)
+    out["shape_class"] = shape.astype(object)
+    # edge-on disks show neither arms nor bars; smooth galaxies have no disk features at all
+    out["spiral_strength"] = np.where(spiral, strength, 0.0)
+    out["arm_pitch_deg"] = np.where(spiral, pitch, 0.0)
+    out["arm_phase_deg"] = np.where(spiral, phase, 0.0)
+    out["bar_strength"] = np.where(barred, bar_strength, 0.0)
+    out["bar_angle_deg"] = np.where(barred, bar_angle, 0.0)
+    out["merger_flux_ratio"] = np.where(merger, flux_ratio, 0.0)
+    out["merger_sep_reff"] = np.where(merger, sep, 0.0)
+    out["merger_angle_deg"] = np.where(merger, angle, 0.0)
+    return out

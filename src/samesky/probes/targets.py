@@ -34,8 +34,8 @@ class ProbeDataError(ValueError):
 
 
 def read_catalogue(source: str | os.PathLike, name: str = "catalogue") -> pd.DataFrame:
-    """A value-added catalogue as a flat frame: a folder of Parquet files (Hub layout), or any table
-    astropy reads (FITS, HDF5, ECSV; a URL is downloaded to astropy's cache)."""
+    """A value-added catalogue as a flat frame: a folder of Parquet files (Hub layout), a CSV file, or any
+    table astropy reads (FITS, HDF5, ECSV); a URL is downloaded to astropy's cache first."""
     path = Path(str(source))
     if (path / "dataset_info.json").exists():  # a dataset this workflow downloaded (config datasets)
         from ..io import load_dataset_dir
@@ -49,6 +49,13 @@ def read_catalogue(source: str | os.PathLike, name: str = "catalogue") -> pd.Dat
         if not files:
             raise ProbeDataError(f"{name}: no Parquet file under {path}")
         return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    if ".csv" in path.name.lower():  # e.g. GZD-5's gz_decals_volunteers_5.csv?download=1: pandas reads its
+        from astropy.utils.data import download_file  # 300k rows far faster than astropy's ASCII reader
+
+        try:
+            return pd.read_csv(download_file(str(source), cache=True) if "://" in str(source) else path)
+        except Exception as exc:
+            raise ProbeDataError(f"{name}: could not read {source} ({exc})") from exc
     from astropy.table import Table
 
     try:

@@ -47,6 +47,11 @@ if "probes" in config:  # `probes: null` switches them off (the released-embeddi
     include: "workflow/rules/probes.smk"
 
 
+if "downstream" in config:  # `downstream: null` switches them off (the released-embeddings preset)
+
+    include: "workflow/rules/downstream.smk"
+
+
 rule all:
     input:
         all_targets(),

@@ -98,6 +98,20 @@ def test_schema_errors_name_the_key(repo, default_config, path, value, message):
      "config key alignment.metrics.k: [5, 20] leaves out alignment.table_k = 10"),
     (("alignment", "conditional", "redshift", "only_pairs"), ["euclid_hsc"],
      "config key alignment.conditional.redshift.only_pairs[0]: 'euclid_hsc' is not a pair of the alignment"),
+    (("downstream", "morphology", "pair"), "euclid_hsc", "config key downstream.morphology.pair: unknown pair 'euclid_hsc'"),
+    (("downstream", "morphology", "catalogue"), {"source": "file"},
+     "config key downstream.morphology.catalogue: source 'file' takes a path"),
+    (("downstream", "similarity", "image_pairs"), ["desi_hsc"],
+     "config key downstream.similarity.image_pairs[0]: pair 'desi_hsc' does not have two image sides"),
+    (("downstream", "similarity", "spectrum_pairs"), ["desi_hsc"],
+     "config key downstream.similarity.spectrum_pairs: ['desi_hsc']: two pairs with one reference survey"),
+    (("downstream", "similarity", "crossmodal", 0), {"pair": "desi_hsc", "map": "direct"},
+     "config key downstream.similarity.crossmodal[0].models: map 'direct' needs the [image, spectrum] model pairs"),
+    (("downstream", "similarity", "crossmodal", 0), {"pair": "desi_hsc", "map": "cca",
+                                                    "models": [["dinov2-giant", "dinov2-small"]]},
+     "config key downstream.similarity.crossmodal[0].models[0]: dinov2-small does not embed the spectrum side (desi)"),
+    (("downstream", "similarity", "examples", "model"), "specformer-base",
+     "config key downstream.similarity.examples.model: specformer-base does not embed the hsc images"),
 ])
 def test_reference_errors_name_the_key(repo, default_config, path, value, message):
     with pytest.raises(ConfigError, match=None) as err:
@@ -169,6 +183,7 @@ def test_the_released_preset_is_valid_and_its_audit_must_be_able_to_pass(repo, d
     config = copy.deepcopy(default_config)
     update_config(config, yaml.safe_load((repo / "config" / "released.yaml").read_text()))
     assert config.pop("probes") is None  # `probes: null`: the workflow removes the section before validating
+    assert config.pop("downstream") is None
     _validate(repo, config)
     check_config(config)
     config["released_embeddings"]["audit"]["n_permutations"] = 50

@@ -82,6 +82,7 @@ def write_layouts(root, *, jwst_bands=JWST_BANDS, desi_npix=DESI_NPIX, spectrum_
          **{c: Value("float32") for c in ("LOG_MSTAR", "Z_MW", "TAGE_MW", "AVG_SFR", "MAG_R")}},
         root / "provabgs")
     _write_h5(root / "astroclip_desi.h5")  # AstroCLIP's evaluation file in its layout
+    (root / "gz_decals_volunteers_5.csv").write_text("iauname,ra,dec\n")  # the preflight only reaches it
     return sources
 
 
@@ -114,6 +115,7 @@ def paper_on(sources, paper_config, **crossmatch):
                         {"family": "astroclip", "sizes": ["image", "spectrum"], "only_pairs": ["astroclip_desi"]}]
     config["crossmatch"].update(crossmatch)
     config["alignment"]["size_curves"]["decomposition_model"] = "dinov2-small"
+    config["downstream"]["morphology"]["catalogue"]["path"] = str(sources["root"] / "gz_decals_volunteers_5.csv")
     return validated(config)
 
 
@@ -136,6 +138,7 @@ def test_the_paper_preset_on_good_layouts_passes_and_the_report_says_what_it_rea
     assert datasets["desi_hsc_crossmatched"]["object id"] == "object_id: string"
     assert datasets["desi_hsc_crossmatched"]["rows sampled"] == 8
     assert datasets["astroclip_desi"]["status"].startswith("ok")
+    assert datasets["downstream.morphology.catalogue"]["status"].startswith("ok")
     models = {r["model"]: r for r in found.rows["models"]}
     assert models["convnextv2-nano"]["weights"] == "pytorch .bin"  # the repository holds no safetensors
     assert models["dinov2-small"]["weights"] == "safetensors"
@@ -241,6 +244,8 @@ def test_snakemake_preflight_writes_its_report_and_fails_with_one_line_per_probl
     # the models are made here (no Hub): this run checks the datasets
     (work / "local.yaml").write_text(yaml.safe_dump({
         "results": "results/preflight", "datasets": datasets, "model_weights": "mini",
+        "downstream": {"morphology": {"pair": "desi_hsc", "catalogue": {
+            "source": "file", "path": str(work / "resources" / "layouts" / "gz_decals_volunteers_5.csv")}}},
         "mini_specformer_pretraining": {"dataset": "desi_hsc_crossmatched", "steps": 0}}))
     proc = _preflight(work, "local.yaml")
     assert proc.returncode != 0, proc.stderr[-3000:]
@@ -269,7 +274,7 @@ def test_the_released_preset_checks_every_released_file_it_reads(tmp_path):
     write_released(tmp_path / "pu")
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     update_config(config, yaml.safe_load((REPO / "config" / "released.yaml").read_text()))
-    del config["probes"]
+    del config["probes"], config["downstream"]  # both null in the released preset
     config["released_embeddings"]["source"] = str(tmp_path / "pu")
     config["pairs"] = config["pairs"][::2]  # jwst_hsc, desi_hsc: the modes written
     config["models"] = [{"family": "dinov2", "sizes": ["small", "base", "large"]}, {"family": "specformer", "sizes": ["base"]}]

@@ -113,7 +113,7 @@ def test_a_failing_rule_writes_its_traceback_to_its_log_file(repo, tmp_path):
         "datasets": [{"name": "broken", "kind": "image", "survey": "hsc", "source": str(tmp_path / "not_a_dataset")},
                      {"name": "desi", "kind": "spectrum", "survey": "desi", "source": "mini"}],
         "pairs": [{"name": "desi_hsc", "reference_dataset": "broken", "other_dataset": "desi"}],
-        "alignment": {"hsc_pair": "desi_hsc"}}))
+        "alignment": {"hsc_pair": "desi_hsc"}, "downstream": None}))  # it names pairs this config lacks
     target = tmp_path / "resources" / "data" / "broken.provenance.json"
     proc = subprocess.run([sys.executable, "-m", "snakemake", str(target), "--cores", "1", "--configfile", str(bad)],
                           cwd=repo, capture_output=True, text=True)

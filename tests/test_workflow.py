@@ -70,6 +70,9 @@ PROBE_JOBS = {"probe_sample": 1, "probe_regressions": 17, "probe_tables": 1, "pr
               "probe_brightness": 1, "probe_sky": 1, "probe_structure": 1, "probe_residuals": 1, "probe_net_wins": 1}
 # issue 17, per aligned pair and once; the oracle check only where the mini universe's truth exists
 METRIC_JOBS = {"metric_suite": 4, "metric_suite_summary": 1, "conditional_alignment": 4, "conditional_summary": 1}
+# issue 18: one job per analysis, each reading embeddings that exist already
+DOWNSTREAM_JOBS = {"morphology_sample": 1, "morphology_supervised": 1, "morphology_classification": 1,
+                   "redshift_probe": 1, "similarity_search": 1}
 
 
 def test_dry_run_of_the_embedded_default(workdir):
@@ -80,7 +83,7 @@ def test_dry_run_of_the_embedded_default(workdir):
                       "crossmatch_truth_recovery": 1, "fetch_model": 17, "pretrain_mini_specformer": 1,
                       "resample_spectra": 1, "prepare_images": 6, "embed": 17, "embedding_summary": 1,
                       "align_pair": 4, "alignment_tables": 1, "size_curves": 4, "size_curve_summary": 1,
-                      **METRIC_JOBS, "oracle_validation": 1, **PROBE_JOBS, "all": 1}
+                      **METRIC_JOBS, "oracle_validation": 1, **PROBE_JOBS, **DOWNSTREAM_JOBS, "all": 1}
 
 
 def test_dry_run_of_the_paper_preset(workdir):
@@ -93,7 +96,7 @@ def test_dry_run_of_the_paper_preset(workdir):
                       "fetch_shared_weights": 1,  # AstroCLIP's checkpoint, once for its three encoders
                       "resample_spectra": 1, "prepare_images": 7, "embed": 20, "embedding_summary": 1, "align_pair": 4,
                       "alignment_tables": 1, "size_curves": 4, "size_curve_summary": 1, **METRIC_JOBS, **probe_jobs,
-                      "all": 1}
+                      **DOWNSTREAM_JOBS, "all": 1}
 
 
 def _jobs(dry_run: str, rule: str) -> list[dict]:
@@ -241,6 +244,26 @@ def test_end_to_end_on_a_small_mini_universe(finished):
     assert len(ami) == 2 and ami[["log_mstar", "log_ssfr"]].abs().le(1).all().all()
     assert (results / "figures" / "structure_umap_kmeans.pdf").stat().st_size > 0
     assert len(pd.read_csv(results / "tables" / "residual_outliers.csv")) > 0
+    # issue 18: labels joined by position, every embedding of the DESI-HSC pair classified, redshift, retrieval
+    labels = pd.read_csv(results / "tables" / "morphology_labels.csv")
+    assert labels["objects"].sum() > 50 and labels["label_is_true_class"].notna().all()
+    runs = pd.read_csv(results / "tables" / "morphology_f1_runs.csv")
+    assert set(runs["model"]) == {"vit-base", "vit-large", "astropt-small", "specformer-base", "cnn-scratch"}
+    assert set(runs["head"]) == {"chance", "linear", "whitened", "mlp", "cnn"} and set(runs["seed"]) == {0, 1, 2}
+    assert runs.groupby("label_fraction")["n_train"].max().is_monotonic_increasing
+    assert runs["n_test"].nunique() == 1 and runs["macro_f1"].between(0, 1).all()
+    summary = pd.read_csv(results / "tables" / "morphology_f1.csv")
+    assert len(summary) == (4 * 4 + 1) * 4  # (embeddings x heads, chance included, + the CNN) x label fractions
+    redshift = pd.read_csv(results / "tables" / "redshift_probe.csv")
+    assert len(redshift) == 4 * 2 and redshift[["r2", "sigma_nmad", "outlier_fraction"]].notna().all().all()
+    recall = pd.read_csv(results / "tables" / "similarity_recall.csv")
+    assert set(recall["kind"]) == {"image -> image", "spectrum -> spectrum", "image -> spectrum"}
+    assert recall["recall@1"].between(0, 1).all() and (recall["recall@10"] >= recall["recall@1"]).all()
+    neighbours = pd.read_csv(results / "tables" / "similarity_neighbours.csv")
+    assert neighbours[["same_class", "same_class_chance", "median_dz"]].notna().all().all()
+    for figure in ("morphology_f1_fraction", "morphology_f1_params", "redshift_scatter", "similarity_recall",
+                   "similarity_examples"):
+        assert (results / "figures" / f"{figure}.pdf").stat().st_size > 0
     for rule_log in ["mini_universe.log", "crossmatch/desi_hsc.log", "download_dataset/hsc.log",
                      "pretrain_mini_specformer/specformer-base.log", "embed/specformer-base.log",
                      "prepare_images/desi_hsc/hsc.log", "resample_spectra/sdss_hsc.log"]:
@@ -388,6 +411,9 @@ PROVENANCE = {  # each table's record, and the datasets and models it rests on
     "tables/conditional_alignment.provenance.json": ({"hsc", "jwst", "legacysurvey", "desi", "sdss"}, 4),
     "alignment/desi_hsc/conditional.provenance.json": ({"hsc", "desi"}, 4),
     "tables/oracle.provenance.json": (set(), 0),  # the mini universe's truth: no dataset, no model
+    "tables/morphology_f1.provenance.json": ({"hsc", "desi", "morphology_catalogue"}, 4),
+    "tables/redshift_probe.provenance.json": ({"hsc", "desi"}, 4),
+    "tables/similarity.provenance.json": ({"hsc", "jwst", "legacysurvey", "desi", "sdss", "morphology_catalogue"}, 4),
 }
 
 
@@ -420,7 +446,8 @@ TABLES = ["tables/probe_r2_test.csv", "tables/probe_bootstrap.csv", "tables/prob
           "tables/trend_tests.csv", "tables/size_curves.csv", "crossmatch/summary.csv",
           "crossmatch/truth_recovery.csv", "embeddings/summary.csv", "spectra/sdss_hsc/resampling.csv",
           "alignment/desi_hsc/scores.csv", "tables/metric_suite.csv", "tables/conditional_alignment.csv",
-          "tables/size_deltas.csv", "tables/oracle_summary.csv"]
+          "tables/size_deltas.csv", "tables/oracle_summary.csv", "tables/morphology_f1.csv", "tables/redshift_probe.csv",
+          "tables/similarity_recall.csv"]
 
 
 @pytest.mark.workflow

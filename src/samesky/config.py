@@ -116,6 +116,8 @@ def check_config(config: dict) -> None:
                               f"alignment {sorted(aligned)}")
     if config.get("probes"):
         _check_probes(config["probes"], config, model_names)
+    if config.get("downstream"):
+        _check_downstream(config["downstream"], config)
     audit = (config.get("released_embeddings") or {}).get("audit")
     if audit and 1 / (audit["n_permutations"] + 1) > audit["alpha"]:
         raise ConfigError(f"config key released_embeddings.audit.n_permutations: {audit['n_permutations']} permutations "
@@ -241,3 +243,62 @@ def _check_probes(probes: dict, config: dict, model_names: set) -> None:
                               f"those are {sorted(n for n, d in datasets.items() if d['kind'] == 'catalogue')}")
     if catalogue["source"] == "mini_universe" and "mini_universe" not in config:
         raise ConfigError("config key probes.catalogue: source 'mini_universe' needs a 'mini_universe' section")
+
+
+def _check_downstream(down: dict, config: dict) -> None:
+    """Issue 18's pairs and models: each pair exists, has the sides its task needs, and each named model
+    embeds the side it is named for."""
+    pairs = {p["name"]: p for p in config["pairs"]}
+    datasets = {d["name"]: d for d in config["datasets"]}
+    jobs = set(embedding_jobs(config))
+
+    def sides(key, name):
+        if name not in pairs:
+            raise ConfigError(f"config key downstream.{key}: unknown pair '{name}'; known: {sorted(pairs)}")
+        return pair_surveys(pairs[name], datasets)
+
+    sides("morphology.pair", down["morphology"]["pair"])
+    catalogue = down["morphology"]["catalogue"]
+    if (catalogue["source"] == "file") != ("path" in catalogue):
+        raise ConfigError("config key downstream.morphology.catalogue: source 'file' takes a path, source "
+                          f"'mini_universe' none; has {sorted(catalogue)}")
+    if catalogue["source"] == "mini_universe" and "mini_universe" not in config:
+        raise ConfigError("config key downstream.morphology.catalogue: source 'mini_universe' needs a 'mini_universe' "
+                          "section")
+    reference = sides("morphology.pair", down["morphology"]["pair"])[0]
+    if down["morphology"]["supervised_epochs"] and modality_of(reference) != "image":
+        raise ConfigError(f"config key downstream.morphology.supervised_epochs: the CNN learns from the pair's "
+                          f"reference images, but '{reference}' of pair '{down['morphology']['pair']}' has none; set 0")
+    sides("redshift.pair", down["redshift"]["pair"])
+    sim = down["similarity"]
+    for i, name in enumerate(sim["image_pairs"]):
+        if any(modality_of(s) != "image" for s in sides(f"similarity.image_pairs[{i}]", name)):
+            raise ConfigError(f"config key downstream.similarity.image_pairs[{i}]: pair '{name}' does not have two "
+                              f"image sides {sides('', name)}")
+    spectra = sim["spectrum_pairs"]
+    if spectra:
+        found = [sides(f"similarity.spectrum_pairs[{i}]", name) for i, name in enumerate(spectra)]
+        if len(spectra) != 2 or found[0][0] != found[1][0] or any(modality_of(o) != "spectrum" for _, o in found):
+            raise ConfigError(f"config key downstream.similarity.spectrum_pairs: {spectra}: two pairs with one "
+                              f"reference survey and a spectrum side each expected; their sides are {found}")
+    for i, entry in enumerate(sim["crossmodal"]):
+        key = f"similarity.crossmodal[{i}]"
+        reference, other = sides(f"{key}.pair", entry["pair"])
+        if {modality_of(reference), modality_of(other)} != {"image", "spectrum"}:
+            raise ConfigError(f"config key downstream.{key}: pair '{entry['pair']}' has no image and spectrum side")
+        if entry["map"] == "direct" and not entry.get("models"):
+            raise ConfigError(f"config key downstream.{key}.models: map 'direct' needs the [image, spectrum] model "
+                              "pairs whose encoders share a space")
+        for j, (image, spectrum) in enumerate(entry.get("models") or []):
+            for model, modality in ((image, "image"), (spectrum, "spectrum")):
+                survey = reference if modality_of(reference) == modality else other
+                if (entry["pair"], survey, model) not in jobs:
+                    raise ConfigError(f"config key downstream.{key}.models[{j}]: {model} does not embed the "
+                                      f"{modality} side ({survey}) of pair '{entry['pair']}'")
+    examples = sim.get("examples")
+    if examples and examples.get("model"):
+        pair = down["morphology"]["pair"]
+        reference = sides("morphology.pair", pair)[0]
+        if (pair, reference, examples["model"]) not in jobs:
+            raise ConfigError(f"config key downstream.similarity.examples.model: {examples['model']} does not embed "
+                              f"the {reference} images of the morphology pair '{pair}'")

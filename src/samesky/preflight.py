@@ -4,9 +4,9 @@ For every configured dataset the first rows are streamed at the pinned revision 
 the same ``load_dataset`` the download uses) and put through the checks the run itself makes (the pair
 audit: renames, side columns and fields, ids and repeats, positions), plus what the embedding and analysis
 stages read: band names and image shapes, spectrum fields and length, the size-curve class column, the
-probes' join and catalogue columns. Every model repository's files are listed at its revision and checked
+probes' join and catalogue columns, the downstream tasks' position and redshift columns. Every model repository's files are listed at its revision and checked
 for what the download takes (weights, in safetensors or .bin, and the file the model loads). A dataset
-given by URL (AstroCLIP's evaluation file) gets a HEAD request (reachable, size).
+given by URL (AstroCLIP's evaluation file, the Galaxy Zoo DECaLS votes) gets a HEAD request (reachable, size).
 
 The result is a Markdown report and one line per problem, each naming the dataset or model, the field and
 what was found. Without network the preflight stops at once with "cannot reach the Hub", before any check.
@@ -270,7 +270,29 @@ def later_columns(config: dict, pair: dict, surveys) -> dict:
         columns[conditional["brightness"]] = "alignment.conditional.brightness"
     if "probes" in config and config["probes"]["pair"] == pair["name"]:
         columns[config["probes"]["join_on"]] = "probes.join_on"
+    down = config["downstream"] if "downstream" in config else None  # settings have no .get
+    if down and down["morphology"]["pair"] == pair["name"]:  # Galaxy Zoo is matched to the pair by position
+        columns.update({"ra": "downstream.morphology.pair", "dec": "downstream.morphology.pair"})
+    if down and down["redshift"]["pair"] == pair["name"]:
+        columns[down["redshift"]["column"]] = "downstream.redshift.column"
     return columns
+
+
+def check_morphology_catalogue(found: Findings, config: dict, timeout_s: float) -> None:
+    """The Galaxy Zoo vote catalogue of the paper preset: a HEAD request (its columns are read at the
+    morphology_sample job; GZD-5's CSV is large)."""
+    if "downstream" not in config or config["downstream"]["morphology"]["catalogue"]["source"] != "file":
+        return
+    catalogue = config["downstream"]["morphology"]["catalogue"]
+    row = {"dataset": "downstream.morphology.catalogue", "source": catalogue["path"], "revision": "",
+           "rows sampled": "", "object id": "", "repeats in sample": "", "status": "ok"}
+    found.rows["datasets"].append(row)
+    try:
+        size = head_size(catalogue["path"], timeout_s)
+        row["status"] = f"ok ({_size(size)})" if size >= 0 else "ok (size not given)"
+    except Exception as exc:  # noqa: BLE001
+        row["status"] = found.problem("downstream.morphology.catalogue", f"file {catalogue['path']}",
+                                      f"unreachable: {exc}")
 
 
 def catalogue_columns(config: dict) -> dict:
@@ -422,6 +444,7 @@ def run_preflight(config: dict, sample_rows: int = 32, timeout_s: float = 20.0, 
                 check_columns(found, name, paired, later_columns(config, pair, surveys))
         if len(found.problems) > n_before:
             row["status"] = "problem"
+    check_morphology_catalogue(found, config, timeout_s)
     check_models(found, config, list_files)
     return found
 

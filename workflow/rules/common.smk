@@ -11,10 +11,12 @@ from samesky.config import EmbeddingRef, check_config, pair_datasets, pair_surve
 from samesky.config import embedding_jobs as config_embedding_jobs
 from samesky.registry import spec_by_name
 from samesky.released import released_path
+from samesky.surveys import modality_of
 from samesky.steps import STEPS
 
-if config.get("probes", {}) is None:  # `probes: null` in a later --configfile: no probes (a config file cannot delete a key)
-    del config["probes"]
+for _section in ("probes", "downstream"):  # `probes: null` in a later --configfile switches a stage off (a config
+    if _section in config and config[_section] is None:  # file cannot delete a key)
+        del config[_section]
 validate(config, "../schemas/config.schema.yaml")
 check_config(config)
 
@@ -86,7 +88,7 @@ def download_inputs(wildcards):
 def preflight_settings():
     """The config sections the preflight checks the run against."""
     keys = ("preset", "datasets", "pairs", "models", "model_weights", "crossmatch", "embedding", "alignment",
-            "probes", "preflight", "released_embeddings")
+            "probes", "downstream", "preflight", "released_embeddings")
     return {key: config[key] for key in keys if key in config}
 
 
@@ -517,11 +519,143 @@ def probe_targets():
     return [f"{RESULTS}/tables/{t}" for t in tables]
 
 
+# Downstream tasks (issue 18) ----------------------------------------------------------------------------
+
+
+def downstream_embeddings(pair):
+    """Every embedding of a pair with the facts the tables and figures group by."""
+    return [{"survey": survey, "model": model, "family": MODELS[model].family, "size": MODELS[model].size,
+             "params_m": MODELS[model].params_m, "modality": MODELS[model].modality,
+             "path": embedding_path(pair, survey, model)} for _, survey, model in embedding_jobs(pair)]
+
+
+def morphology_pair():
+    return config["downstream"]["morphology"]["pair"]
+
+
+def morphology_catalogue():
+    """Where the vote fractions are read from: the mini universe's GZD-5-like table, or a path or URL."""
+    catalogue = config["downstream"]["morphology"]["catalogue"]
+    return f"{MINI_HUB}/galaxy_zoo" if catalogue["source"] == "mini_universe" else catalogue["path"]
+
+
+def morphology_sample_inputs(wildcards):
+    pair = morphology_pair()
+    inputs = {"dataset": f"{RESULTS}/crossmatch/{pair}/dataset", "provenance": f"{RESULTS}/crossmatch/{pair}/provenance.json"}
+    if config["downstream"]["morphology"]["catalogue"]["source"] == "mini_universe":
+        inputs["mini_universe"] = MINI_HUB  # the catalogue lies inside it; the truth says how right its classes are
+        inputs["truth"] = f"{RESOURCES}/mini_universe/truth.parquet"
+    return inputs
+
+
+def _with_embeddings(inputs, entries):
+    """An analysis's inputs plus the folders of the models whose files ``entries`` read."""
+    folders = [os.path.dirname(os.path.dirname(e["path"])) for e in entries]
+    return {**inputs, "embeddings": list(dict.fromkeys(folders))}
+
+
+def morphology_images():
+    """The prepared RGB cutouts of the morphology pair's reference side (HSC): the CNN's and the examples'."""
+    return prepared_images(morphology_pair(), pair_surveys(PAIRS[morphology_pair()], DATASETS)[0])
+
+
+def morphology_supervised_inputs(wildcards):
+    sample, images = f"{RESULTS}/downstream/morphology_sample.parquet", morphology_images()
+    return {"sample": sample, "images": images["rgb"], "image_objects": images["objects"],
+            "provenance": [provenance_of(sample), images["provenance"]]}
+
+
+def morphology_classification_inputs(wildcards):
+    sample = f"{RESULTS}/downstream/morphology_sample.parquet"
+    inputs = {"sample": sample, "provenance": [provenance_of(sample)]}
+    if config["downstream"]["morphology"]["supervised_epochs"]:  # the CNN's line in the figure and table
+        inputs["supervised"] = f"{RESULTS}/downstream/morphology_supervised.csv"
+        inputs["provenance"].append(provenance_of(inputs["supervised"]))
+    return _with_embeddings(inputs, downstream_embeddings(morphology_pair()))
+
+
+def redshift_inputs(wildcards):
+    pair = config["downstream"]["redshift"]["pair"]
+    return _with_embeddings({"dataset": f"{RESULTS}/crossmatch/{pair}/dataset",
+                             "provenance": f"{RESULTS}/crossmatch/{pair}/provenance.json"}, downstream_embeddings(pair))
+
+
+def similarity_tasks():
+    """The retrieval tasks: query and gallery files of the same objects, and how they are put in one space."""
+    sim, jobs = config["downstream"]["similarity"], set(embedding_jobs())
+    tasks = []
+    for pair in sim["image_pairs"]:
+        reference, other = pair_surveys(PAIRS[pair], DATASETS)
+        for model in embedded_models(pair):
+            if (pair, reference, model) in jobs and (pair, other, model) in jobs:
+                tasks.append({"kind": "image -> image", "pair": pair, "model": model, "map": "direct",
+                              "query": embedding_path(pair, other, model), "query_label": other,
+                              "gallery": embedding_path(pair, reference, model), "gallery_label": reference})
+    if sim["spectrum_pairs"]:
+        (first, (_, gallery)), (second, (_, query)) = [(p, pair_surveys(PAIRS[p], DATASETS)) for p in sim["spectrum_pairs"]]
+        for model in embedded_models(first):
+            if (first, gallery, model) in jobs and (second, query, model) in jobs:
+                tasks.append({"kind": "spectrum -> spectrum", "pair": f"{second}, {first}", "model": model,
+                              "map": "direct", "query": embedding_path(second, query, model), "query_label": query,
+                              "gallery": embedding_path(first, gallery, model), "gallery_label": gallery})
+    for entry in sim["crossmodal"]:
+        pair = entry["pair"]
+        sides = pair_surveys(PAIRS[pair], DATASETS)
+        image = next(s for s in sides if modality_of(s) == "image")
+        spectrum = next(s for s in sides if modality_of(s) == "spectrum")
+        models = entry.get("models") or [
+            (i, s) for i in embedded_models(pair) if (pair, image, i) in jobs
+            for s in embedded_models(pair) if (pair, spectrum, s) in jobs]
+        for image_model, spectrum_model in models:
+            tasks.append({"kind": "image -> spectrum", "pair": pair, "model": f"{image_model} | {spectrum_model}",
+                          "map": entry["map"], "query": embedding_path(pair, image, image_model), "query_label": image,
+                          "gallery": embedding_path(pair, spectrum, spectrum_model), "gallery_label": spectrum,
+                          "n_components": entry["n_components"], "test_fraction": entry["test_fraction"],
+                          "split_seed": entry["split_seed"]})
+    return tasks
+
+
+def similarity_examples():
+    """The example figure's embedding: the configured model, else the largest that embeds the morphology
+    pair's reference images."""
+    pair = morphology_pair()
+    reference = pair_surveys(PAIRS[pair], DATASETS)[0]
+    ex = config["downstream"]["similarity"]["examples"]
+    model = ex["model"] or max((m for p, s, m in embedding_jobs(pair) if s == reference),
+                               key=lambda m: MODELS[m].params_m)
+    return {**ex, "model": model, "survey": reference, "path": embedding_path(pair, reference, model)}
+
+
+def similarity_inputs(wildcards):
+    sample = f"{RESULTS}/downstream/morphology_sample.parquet"
+    images = morphology_images()
+    entries = ([{"path": t[side]} for t in similarity_tasks() for side in ("query", "gallery")]
+               + downstream_embeddings(morphology_pair()) + [similarity_examples()])
+    return _with_embeddings({"sample": sample, "images": images["rgb"], "image_objects": images["objects"],
+                             "provenance": [provenance_of(sample), images["provenance"]]}, entries)
+
+
+def similarity_upstream():
+    files = {t[side] for t in similarity_tasks() for side in ("query", "gallery")}
+    files |= {e["path"] for e in downstream_embeddings(morphology_pair())}
+    return sorted(provenance_of(f) for f in files)
+
+
+def downstream_targets():
+    if "downstream" not in config:
+        return []
+    tables = ["morphology_labels.csv", "morphology_f1.csv", "morphology_f1.md", "redshift_probe.csv",
+              "similarity_recall.csv", "similarity_neighbours.csv"]
+    figures = ["morphology_f1_fraction", "morphology_f1_params", "redshift_scatter", "similarity_recall",
+               "similarity_examples"]
+    return [f"{RESULTS}/tables/{t}" for t in tables] + [f"{RESULTS}/figures/{f}.pdf" for f in figures]
+
+
 def all_targets():
     if RELEASED:  # no data, no crossmatch: the released files, audited, and the alignment on them
         return [f"{RESULTS}/tables/released_audit.csv", f"{RESULTS}/embeddings/summary.csv"] + alignment_targets()
     targets = [f"{RESULTS}/crossmatch/summary.csv", f"{RESULTS}/embeddings/summary.csv"] + alignment_targets()
-    targets += probe_targets()
+    targets += probe_targets() + downstream_targets()
     if uses_mini_universe():
         targets.append(f"{RESULTS}/crossmatch/truth_recovery.csv")
     return targets

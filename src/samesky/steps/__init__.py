@@ -6,10 +6,11 @@ Snakemake, a step runs as ``samesky.steps.<rule>.run(inputs, outputs, settings, 
 
 Stages, in DAG order: ``data`` (mini universe, downloads), ``matching`` (crossmatch), ``embedding``
 (models, spectra, images, embeddings), ``alignment`` (scores, tables, size curves), ``metrics`` (the
-metric suite, the oracle check, conditional alignment) and ``probes`` (property probes and analyses). No module is named like a rule, so ``samesky.steps.<rule>`` is the step.
+metric suite, the oracle check, conditional alignment), ``probes`` (property probes and analyses) and
+``downstream`` (morphology classification, the redshift probe, similarity search). No module is named like a rule, so ``samesky.steps.<rule>`` is the step.
 """
 
-from . import alignment, data, embedding, matching, metrics, probes  # noqa: F401  (each module registers its steps)
+from . import alignment, data, downstream, embedding, matching, metrics, probes  # noqa: F401  (each module registers its steps)
 from .runner import STEPS, Files, Settings, Step, job_log, run_rule, step
 
 __all__ = ["STEPS", "Files", "Settings", "Step", "job_log", "run_rule", "step"]

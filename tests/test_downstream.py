@@ -258,3 +258,20 @@ def test_the_steps_join_gzd5_votes_by_position_and_run_every_analysis(tmp_path, 
     assert pd.read_csv(sim["recall"])["recall@1"].tolist() == [1.0]  # a space against itself
     agreement = pd.read_csv(sim["neighbours"]).set_index(["model", "k"])
     assert agreement.loc[("vit-base", 5), "same_class"] > 0.9 > 0.5 > agreement.loc[("specformer-base", 5), "same_class"]
+
+
+def test_the_cnn_from_scratch_learns_classes_that_are_plain_in_the_pixels():
+    from samesky.downstream import supervised
+
+    rng = np.random.default_rng(10)
+    y = np.array(["smooth_round", "edge_on_disk", "merger"] * 40, dtype=object)
+    images = rng.integers(0, 40, (len(y), 16, 16, 3)).astype(np.uint8)
+    images[y == "smooth_round", 5:11, 5:11] = 250  # a round blob
+    images[y == "edge_on_disk", 7:9, 1:15] = 250  # a thin line (rotations keep it a line)
+    images[y == "merger", 3:6, 3:6] = 250  # two blobs
+    images[y == "merger", 10:13, 10:13] = 250
+    test = np.arange(len(y)) % 4 == 0
+    pred = supervised.fit_predict_cnn(images[~test], y[~test], images[test], seed=0, epochs=40)
+    assert classify.scores(y[test], pred, labels.CLASSES)["macro_f1"] > 0.9
+    again = supervised.fit_predict_cnn(images[~test], y[~test], images[test], seed=0, epochs=40)
+    assert (pred == again).all()  # same seed, same predictions

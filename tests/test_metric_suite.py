@@ -41,7 +41,6 @@ def image_pair(tmp_path_factory):
 def test_the_comparisons_of_a_pair_are_align_pairs_in_its_order(image_pair):
     listed = comparisons("hsc", "jwst", image_pair)
     cross = [c for c in listed if c[0] == "crossmodal"]
-    intra = [c for c in listed if c[0] == "intramodal"]
     assert len(cross) == 5 and all(a.model == b.model and a.survey == "jwst" for _, _, a, b in cross)
     assert [(s, a.model, b.model) for s, a, b in intramodal_comparisons("hsc", "jwst", image_pair)] == [
         ("hsc", "vit-base", "vit-large"), ("hsc", "vit-large", "vit-huge"), ("hsc", "astropt-small", "astropt-base"),

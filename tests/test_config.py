@@ -110,7 +110,7 @@ def test_schema_errors_name_the_key(repo, default_config, path, value, message):
     (("downstream", "similarity", "crossmodal", 0), {"pair": "desi_hsc", "map": "cca",
                                                     "models": [["dinov2-giant", "dinov2-small"]]},
      "config key downstream.similarity.crossmodal[0].models[0]: dinov2-small does not embed the spectrum side (desi)"),
-    (("downstream", "similarity", "examples", "model"), "specformer-base",
+    (("downstream", "similarity", "examples"), {"model": "specformer-base"},
      "config key downstream.similarity.examples.model: specformer-base does not embed the hsc images"),
 ])
 def test_reference_errors_name_the_key(repo, default_config, path, value, message):

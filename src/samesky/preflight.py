@@ -4,9 +4,10 @@ For every configured dataset the first rows are streamed at the pinned revision 
 the same ``load_dataset`` the download uses) and put through the checks the run itself makes (the pair
 audit: renames, side columns and fields, ids and repeats, positions), plus what the embedding and analysis
 stages read: band names and image shapes, spectrum fields and length, the size-curve class column, the
-probes' join and catalogue columns, the downstream tasks' position and redshift columns. Every model repository's files are listed at its revision and checked
-for what the download takes (weights, in safetensors or .bin, and the file the model loads). A dataset
-given by URL (AstroCLIP's evaluation file, the Galaxy Zoo DECaLS votes) gets a HEAD request (reachable, size).
+probes' join and catalogue columns, the downstream tasks' position and redshift columns. Every model
+repository's files are listed at its revision and checked for what the download takes (weights, in
+safetensors or .bin, and the file the model loads). A dataset given by URL (AstroCLIP's evaluation file,
+the Galaxy Zoo DECaLS votes) gets a HEAD request (reachable, size).
 
 The result is a Markdown report and one line per problem, each naming the dataset or model, the field and
 what was found. Without network the preflight stops at once with "cannot reach the Hub", before any check.

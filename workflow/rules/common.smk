@@ -541,7 +541,8 @@ def morphology_catalogue():
 
 def morphology_sample_inputs(wildcards):
     pair = morphology_pair()
-    inputs = {"dataset": f"{RESULTS}/crossmatch/{pair}/dataset", "provenance": f"{RESULTS}/crossmatch/{pair}/provenance.json"}
+    inputs = {"dataset": f"{RESULTS}/crossmatch/{pair}/dataset",
+              "provenance": f"{RESULTS}/crossmatch/{pair}/provenance.json"}
     if config["downstream"]["morphology"]["catalogue"]["source"] == "mini_universe":
         inputs["mini_universe"] = MINI_HUB  # the catalogue lies inside it; the truth says how right its classes are
         inputs["truth"] = f"{RESOURCES}/mini_universe/truth.parquet"
@@ -592,7 +593,8 @@ def similarity_tasks():
                               "query": embedding_path(pair, other, model), "query_label": other,
                               "gallery": embedding_path(pair, reference, model), "gallery_label": reference})
     if sim["spectrum_pairs"]:
-        (first, (_, gallery)), (second, (_, query)) = [(p, pair_surveys(PAIRS[p], DATASETS)) for p in sim["spectrum_pairs"]]
+        first, second = sim["spectrum_pairs"]
+        gallery, query = pair_surveys(PAIRS[first], DATASETS)[1], pair_surveys(PAIRS[second], DATASETS)[1]
         for model in embedded_models(first):
             if (first, gallery, model) in jobs and (second, query, model) in jobs:
                 tasks.append({"kind": "spectrum -> spectrum", "pair": f"{second}, {first}", "model": model,

@@ -109,7 +109,8 @@ def fit_predict(head: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.
                 xt, xe = (xt - mean) @ w, (xe - mean) @ w
             model = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced").fit(xt, y_train)
         elif head == "mlp":
-            model = MLPClassifier(hidden_layer_sizes=(32,), solver="lbfgs", max_iter=500, random_state=seed).fit(xt, y_train)
+            model = MLPClassifier(hidden_layer_sizes=(32,), solver="lbfgs", max_iter=500, random_state=seed)
+            model.fit(xt, y_train)
         else:
             raise ValueError(f"unknown head '{head}'; known: {HEADS} and 'chance'")
     return model.predict(xe)

@@ -314,7 +314,8 @@ def true_answers(cat: pd.DataFrame) -> dict[str, np.ndarray]:
         "smooth-or-featured": np.where(np.isin(shape, ("smooth_round", "smooth_cigar")), "smooth", "featured-or-disk"),
         "disk-edge-on": np.where(shape == "edge_on_disk", "yes", "no"),
         "has-spiral-arms": np.where(np.isin(shape, ("unbarred_spiral", "barred_spiral")), "yes", "no"),
-        "bar": np.where(barred & (cat["bar_strength"].to_numpy(float) >= 0.35), "strong", np.where(barred, "weak", "no")),
+        "bar": np.where(barred & (cat["bar_strength"].to_numpy(float) >= 0.35), "strong",
+                        np.where(barred, "weak", "no")),
         # anything voted smooth is judged by its outline: an edge-on disk called smooth looks cigar-shaped
         "how-rounded": np.where(cat["axis_ratio"].to_numpy(float) < 0.6, "cigar-shaped", "round"),
         "merging": np.where(cat["morphology"].to_numpy(str) == "merger", "merger", "none"),

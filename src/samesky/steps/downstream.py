@@ -48,7 +48,8 @@ def morphology_sample(inputs, outputs, settings):
     from ..probes.targets import read_catalogue
 
     opts, source = settings["downstream"]["morphology"], str(settings["catalogue"])
-    z_column = settings["downstream"]["redshift"]["column"] if settings["downstream"]["redshift"]["pair"] == opts["pair"] else None
+    redshift = settings["downstream"]["redshift"]
+    z_column = redshift["column"] if redshift["pair"] == opts["pair"] else None  # kept for the neighbours' |dz|
     ds = load_dataset_dir(inputs.dataset)
     missing = [c for c in ("object_id", "ra", "dec") if c not in ds.column_names]
     if missing:
@@ -80,7 +81,8 @@ def morphology_sample(inputs, outputs, settings):
     sample = sample.sort_values("object_id", kind="stable").reset_index(drop=True)
     sample["split"] = np.where(classify.test_split(sample["label"].to_numpy(), opts["test_fraction"],
                                                    opts["split_seed"]), "test", "train")
-    table = (sample.groupby("label").agg(objects=("object_id", "size"), test=("split", lambda s: int((s == "test").sum())))
+    table = (sample.groupby("label")
+             .agg(objects=("object_id", "size"), test=("split", lambda s: int((s == "test").sum())))
              .reindex([c for c in labels.CLASSES if c in set(sample["label"])]).reset_index())
     table["share"] = table["objects"] / table["objects"].sum()
     if "truth" in inputs:  # the mini universe: how often the volunteers' class is the true one

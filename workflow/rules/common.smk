@@ -523,10 +523,10 @@ def probe_targets():
 
 
 def downstream_embeddings(pair):
-    """Every embedding of a pair with the facts the tables and figures group by."""
-    return [{"survey": survey, "model": model, "family": MODELS[model].family, "size": MODELS[model].size,
-             "params_m": MODELS[model].params_m, "modality": MODELS[model].modality,
-             "path": embedding_path(pair, survey, model)} for _, survey, model in embedding_jobs(pair)]
+    """Every embedding of a pair with the facts the tables and figures group by: the alignment's, plus the
+    model's name and modality."""
+    return [{**files, "model": model, "modality": MODELS[model].modality}
+            for files, (_, _, model) in zip(pair_embedding_files(pair), embedding_jobs(pair))]
 
 
 def morphology_pair():

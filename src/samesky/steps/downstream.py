@@ -23,14 +23,28 @@ def _one_thread():
 def _aligned(path, ids):
     """The rows of an embeddings file for the given object ids, in their order (a clear error names any
     id the file lacks)."""
+    file_ids, emb, _ = read_embeddings(path)
+    return _select(path, file_ids, emb, ids)
+
+
+def _select(path, file_ids, emb, ids):
+    """The rows of ``emb`` (read from ``path``, rows as ``file_ids``) for ``ids``, in their order."""
     import numpy as np
 
-    file_ids, emb, _ = read_embeddings(path)
     where = {str(i): n for n, i in enumerate(file_ids)}
     missing = [i for i in ids if str(i) not in where]
     if missing:
         raise ValueError(f"{path}: {len(missing)} of {len(ids)} objects have no embedding (e.g. {missing[:3]})")
     return emb[np.array([where[str(i)] for i in ids], dtype=np.int64)]
+
+
+def _image_rows(objects_path, ids):
+    """The row of each id in the prepared images (their ``objects.parquet``), NaN where it has none."""
+    import numpy as np
+    import pandas as pd
+
+    image_ids = pd.read_parquet(objects_path)["object_id"].astype(str)
+    return pd.Series(np.arange(len(image_ids)), index=image_ids.to_numpy()).reindex(list(map(str, ids))).to_numpy()
 
 
 @step(reads=("downstream.morphology.pair", "downstream.morphology.radius_arcsec", "downstream.morphology.test_fraction",
@@ -118,9 +132,7 @@ def morphology_supervised(inputs, outputs, settings):
     requested = settings["embedding"]["device"]  # as the embedding jobs read it (embed.run.pick_device, whose
     device = ("cuda" if torch.cuda.is_available() else "cpu") if requested == "auto" else requested  # import is slow)
     sample = pd.read_parquet(inputs.sample)
-    image_ids = pd.read_parquet(inputs.image_objects)["object_id"].astype(str)
-    row_of = pd.Series(np.arange(len(image_ids)), index=image_ids.to_numpy())
-    rows = row_of.reindex(sample["object_id"].astype(str)).to_numpy()
+    rows = _image_rows(inputs.image_objects, sample["object_id"])
     if np.isnan(rows).any():
         raise ValueError(f"{inputs.image_objects}: {int(np.isnan(rows).sum())} objects of the morphology sample have "
                          "no prepared image")
@@ -239,14 +251,15 @@ def similarity_search(inputs, outputs, settings):
     ks = sorted(settings["downstream"]["similarity"]["k"])
     rows = []
     for task in settings["tasks"]:
-        q_ids, query, _ = read_embeddings(task["query"])
+        q_ids, query, _ = read_embeddings(task["query"])  # each file read once: ids and rows
         g_ids, gallery, _ = read_embeddings(task["gallery"])
         common = sorted(set(map(str, q_ids)) & set(map(str, g_ids)))
         name = f"{task['kind']} {task['query_label']} -> {task['gallery_label']}"
         if len(common) <= max(ks):
             log.warning("%s: only %d objects in both; skipped", name, len(common))
             continue
-        query, gallery = _aligned(task["query"], common), _aligned(task["gallery"], common)
+        query = _select(task["query"], q_ids, query, common)
+        gallery = _select(task["gallery"], g_ids, gallery, common)
         if task["map"] == "cca":
             test = split_labels(len(common), task["test_fraction"], task["split_seed"]) == "test"
             with _one_thread():
@@ -278,10 +291,8 @@ def similarity_search(inputs, outputs, settings):
 
     examples = settings["examples"]
     images = np.load(inputs.images, mmap_mode="r")
-    image_ids = pd.read_parquet(inputs.image_objects)["object_id"].astype(str)
-    row_of = pd.Series(np.arange(len(image_ids)), index=image_ids.to_numpy())
     nn = retrieval.neighbours(_aligned(examples["path"], ids), examples["neighbours"])
     queries = figures.example_queries(sample, seed=0)
-    figures.neighbour_thumbnails(images, row_of.reindex(ids).to_numpy(), sample, queries, nn,
+    figures.neighbour_thumbnails(images, _image_rows(inputs.image_objects, ids), sample, queries, nn,
                                  f"{examples['survey']}/{examples['model']}", outputs.examples_figure)
     return {"retrieval_tasks": len(recall)}

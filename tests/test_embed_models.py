@@ -8,9 +8,10 @@ import torch
 
 from samesky.embed.families import spiral_order
 from samesky.embed.models import ModelLoadError, load_model, read_manifest, write_mini_model
-from samesky.registry import REGISTRY, get_spec
+from samesky.registry import get_spec, zoo_specs
 
-FAMILY_SIZES = sorted(REGISTRY)
+ZOO = zoo_specs()
+FAMILY_SIZES = sorted((s.family, s.size) for s in ZOO.values() if s.mini)
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +29,17 @@ def test_every_family_and_size_saves_loads_and_embeds(family, size, tmp_path, rg
     model = load_model(tmp_path / "m")
     with torch.inference_mode():
         if spec.modality == "image":
-            # AstroCLIP's image encoders take g, r, z flux; the others 8-bit RGB
-            batch = rgb_batch.transpose(0, 3, 1, 2) / 2550.0 if model.flux_bands else rgb_batch
-            prepare = model.prepare_flux if model.flux_bands else model.prepare_images
+            # flux models (AstroCLIP's image encoders: Legacy g, r, z; AION: each survey's bands) take
+            # calibrated flux of one survey; the others 8-bit RGB
+            survey = (spec.reads or ("legacysurvey",))[0]
+            if model.flux_bands:
+                n_bands = len(model.flux_bands_for(survey))
+                batch = np.random.default_rng(1).normal(0, 0.1, (5, n_bands, 48, 48)).astype(np.float32)
+            else:
+                batch = rgb_batch
+
+            def prepare(b):
+                return model.prepare_flux(b, survey) if model.flux_bands else model.prepare_images(b)
             emb = model.embed(prepare(batch))
             one_by_one = torch.cat([model.embed(prepare(batch[i:i + 1])) for i in range(5)])
         else:
@@ -58,7 +67,7 @@ def test_from_pretrained_path_uses_the_saved_config_and_processor(tmp_path):
     spec = get_spec("vit", "large")
     write_mini_model(spec, tmp_path / "vit", seed=0)
     config = json.loads((tmp_path / "vit" / "config.json").read_text())
-    assert config["model_type"] == "vit" and config["hidden_size"] == spec.mini["hidden_size"]
+    assert config["model_type"] == "vit" and config["hidden_size"] == spec.mini["config"]["hidden_size"]
     model = load_model(tmp_path / "vit")
     assert type(model.model).__name__ == "ViTModel"
     pixels = model.prepare_images(np.zeros((1, 30, 30, 3), np.uint8))["pixel_values"]
@@ -72,8 +81,10 @@ def test_missing_or_unknown_models_are_named(tmp_path):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "samesky_model.json").write_text(json.dumps({"family": "vit", "entry": "config.json"}))
-    with pytest.raises(ModelLoadError, match="could not load vit from"):
+    with pytest.raises(ModelLoadError, match="records no spec"):
         load_model(bad)
+    with pytest.raises(ModelLoadError, match=r"could not load vit-base \(hf\) from"):
+        load_model(bad, get_spec("vit", "base"))
 
 
 def test_astropt_spiral_starts_at_the_centre_and_covers_every_patch():
@@ -180,14 +191,15 @@ def test_a_convnextv2_repository_with_only_pytorch_model_bin_downloads_and_loads
 def test_astroclips_encoders_share_one_downloaded_checkpoint(tmp_path, monkeypatch):
     import huggingface_hub
 
-    from samesky.embed.families import family_of
+    from samesky.embed.families import adapter_of
     from samesky.embed.models import download_model
 
     image, spectrum, dino = get_spec("astroclip", "image"), get_spec("astroclip", "spectrum"), get_spec("astrodino", "large")
     assert image.download == spectrum.download == dino.download
     by_download = {}
-    for spec in REGISTRY.values():  # one download, one set of files: what sharing relies on
-        by_download.setdefault(spec.download, set()).add(repr(family_of(spec.family).hub_files(spec)))
+    for spec in ZOO.values():  # one download, one set of files: what sharing relies on
+        if spec.weights == "hub":
+            by_download.setdefault(spec.download, set()).add(repr(adapter_of(spec.adapter).hub_files(spec)))
     assert all(len(files) == 1 for files in by_download.values())
     assert len([d for d in by_download if d[0] == "polymathic-ai/astroclip"]) == 1
     repo = tmp_path / "repo"
@@ -215,7 +227,7 @@ def _mini_inputs(model, spec):
     rng = np.random.default_rng(0)
     if spec.family == "specformer":
         return {"flux": torch.from_numpy(rng.normal(1, 0.2, (3, 7781)).astype(np.float32))}
-    side = spec.mini.get("image_size", 64) if spec.family != "astropt" else 4 * spec.mini["patch_size"]
+    side = 4 * spec.mini["patch_size"] if spec.family == "astropt" else spec.mini["config"]["image_size"]
     return model.prepare_images(rng.integers(0, 256, (3, side, side, 3), dtype=np.uint8))
 
 
@@ -228,8 +240,9 @@ def test_layerwise_embeddings_have_one_layer_per_block_and_the_reference_layer_i
     inputs = _mini_inputs(model, spec)
     with torch.no_grad():
         layers, final = model.embed_layers(inputs), model.embed(inputs)
-    expected = {"vit": spec.mini.get("num_hidden_layers"), "dinov2": spec.mini.get("num_hidden_layers"),
-                "ijepa": spec.mini.get("num_hidden_layers"), "convnextv2": len(spec.mini.get("depths", [])),
+    config = spec.mini.get("config", {})
+    expected = {"vit": config.get("num_hidden_layers"), "dinov2": config.get("num_hidden_layers"),
+                "ijepa": config.get("num_hidden_layers"), "convnextv2": len(config.get("depths", [])),
                 "astropt": spec.mini.get("n_layer"), "specformer": spec.mini.get("num_layers")}[family]
     assert len(layers) == len(model.layer_names()) == expected
     assert torch.equal(layers[model.reference_layer], final)  # bit for bit: the final-layer tables are one cell
@@ -238,7 +251,7 @@ def test_layerwise_embeddings_have_one_layer_per_block_and_the_reference_layer_i
             hidden = model.model(pixel_values=inputs["pixel_values"], output_hidden_states=True).hidden_states
         assert len(hidden) == expected + 1  # the input embedding, then one per block or stage
         for layer, h in zip(layers[:-1], hidden[1:-1]):
-            assert torch.allclose(layer, model.pool(h))
+            assert torch.allclose(layer, model.pooling.pool(h, model._context(inputs, h)))
     if family == "astropt":  # against a forward pass written out block by block
         gpt = model.model
         with torch.no_grad():

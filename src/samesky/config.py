@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import ConfigError
-from .registry import check_models, spec_by_name
+from .registry import model_specs
 from .surveys import modality_of
 
 PARENT_KINDS = ("image", "spectrum")  # datasets of one survey, which a pair crossmatches
@@ -58,14 +58,14 @@ def embedding_jobs(config: dict, pair: str | None = None) -> list[tuple[str, str
     """(pair, survey, model) for every side of every pair (or of ``pair``) and every configured model size
     that reads its data: the model's modality, the surveys it reads, its ``only_pairs``."""
     datasets = {d["name"]: d for d in config["datasets"]}
-    models = [(f"{m['family']}-{size}", m["only_pairs"]) for m in config["models"] for size in m["sizes"]]
+    specs = model_specs(config["models"])
     return [
         (p["name"], survey, name)
         for p in config["pairs"] if pair is None or p["name"] == pair
         for survey in pair_surveys(p, datasets)
-        for name, only in models
-        if spec_by_name(name).modality == modality_of(survey) and spec_by_name(name).reads_survey(survey)
-        and (only is None or p["name"] in only)
+        for name, spec in specs.items()
+        if spec.modality == modality_of(survey) and spec.reads_survey(survey)
+        and (spec.only_pairs is None or p["name"] in spec.only_pairs)
     ]
 
 
@@ -83,14 +83,15 @@ def check_config(config: dict) -> None:
     _unique(config["pairs"], "pairs")
     _check_datasets(config)
     _check_pairs(config["pairs"], datasets)
-    check_models(config["models"])
+    specs = model_specs(config["models"])
     pair_names = {p["name"] for p in config["pairs"]}
     for i, m in enumerate(config["models"]):
         for j, name in enumerate(m["only_pairs"] or []):
             if name not in pair_names:
                 raise ConfigError(f"config key models[{i}].only_pairs[{j}]: unknown pair '{name}'; "
                                   f"known: {sorted(pair_names)}")
-    model_names = {f"{m['family']}-{size}" for m in config["models"] for size in m["sizes"]}
+    _check_weights(config, specs)
+    model_names = set(specs)
     alignment = config.get("alignment")
     aligned = {p["name"] for p in config["pairs"] if p["align"]}
     if alignment:
@@ -126,6 +127,24 @@ def check_config(config: dict) -> None:
     if config["model_weights"] == "released" and "released_embeddings" not in config:
         raise ConfigError("config key released_embeddings: model_weights 'released' needs it (where the files are)")
     _check_pretraining(config, datasets)
+
+
+def _check_weights(config: dict, specs: dict) -> None:
+    """Every model can be made where the run makes it: the embedded default (model_weights mini) builds
+    random mini instances, so a model without a mini configuration needs its weights at hand (a local
+    folder, or weights that ship in a package); the released preset reads only the zoo's released names."""
+    from .hub import is_local
+
+    entries = {f"{m['family']}-{s}": i for i, m in enumerate(config["models"]) for s in m["sizes"]}
+    for name, spec in specs.items():
+        key = f"config key models[{entries.get(spec.control_of or name, 0)}]"
+        if config["model_weights"] == "mini" and not (spec.mini or spec.is_control or spec.weights == "package"
+                                                      or (spec.hub_id and is_local(spec.hub_id))):
+            raise ConfigError(f"{key}: {name} has no mini configuration, so the embedded default cannot make it "
+                              f"offline: give a local folder as its hub_id, or run with model_weights: hub")
+        if config["model_weights"] == "released" and (spec.released is None or spec.is_control):
+            raise ConfigError(f"{key}: no released embeddings of {name} (the released preset reads the families "
+                              "the Platonic Universe team released)")
 
 
 def _check_datasets(config: dict) -> None:
@@ -224,10 +243,9 @@ def _check_probes(probes: dict, config: dict, model_names: set) -> None:
         if ref.survey not in sides or ref.model not in model_names:
             raise ConfigError(f"config key probes.{key}: {ref.label} is not a side of pair {probes['pair']} "
                               f"{list(sides)} with a configured model")
-        spec = spec_by_name(ref.model)
-        only = next(m["only_pairs"] for m in config["models"] if m["family"] == spec.family and spec.size in m["sizes"])
+        spec = model_specs(config["models"])[ref.model]
         reads = spec.modality == modality_of(ref.survey) and spec.reads_survey(ref.survey)
-        if not reads or (only and pair["name"] not in only):
+        if not reads or (spec.only_pairs and pair["name"] not in spec.only_pairs):
             raise ConfigError(f"config key probes.{key}: {ref.label}: model {ref.model} does not embed "
                               f"{ref.survey} data of pair {pair['name']}")
     catalogue = probes["catalogue"]

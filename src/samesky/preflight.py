@@ -26,7 +26,7 @@ import numpy as np
 from .config import embedding_jobs, pair_datasets, pair_surveys
 from .crossmatch import CrossmatchError
 from .hub import is_local
-from .registry import spec_by_name
+from .registry import specs_of
 from .surveys import DESI_NPIX, SURVEY_BANDS, band_letter, modality_of
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,8 @@ def needs_network(config: dict, models: bool = True) -> list[str]:
     """The sources that are not on this machine (Hub datasets, URLs, and, with ``models``, Hub model weights)."""
     remote = [d["source"] for d in config["datasets"] if is_remote(d["source"])]
     if models and config["model_weights"] == "hub":
-        remote += sorted({spec_by_name(f"{m['family']}-{s}").hub_id for m in config["models"] for s in m["sizes"]})
+        remote += sorted({s.hub_id for s in specs_of(config).values() if s.weights == "hub" and not s.is_control
+                          and not is_local(s.hub_id)})
     if config["model_weights"] == "released":  # the datasets are not read, only the released files
         remote = [config["released_embeddings"]["source"]] if is_remote(config["released_embeddings"]["source"]) else []
     return remote
@@ -241,13 +242,16 @@ def side_needs(config: dict) -> dict:
     from .embed.images import RGB_BANDS
 
     needs: dict = {}
+    specs = specs_of(config)
     for pair, survey, model in embedding_jobs(config):
-        spec = spec_by_name(model)
+        spec = specs[model]
         bands = needs.setdefault((pair, survey), [])
         if spec.takes == "rgb":
             bands += RGB_BANDS.get(survey, ())
-        elif spec.takes == "flux":
-            bands += ("g", "r", "z")  # AstroCLIP's image encoders read Legacy Survey g, r, z
+        elif spec.takes == "flux":  # AstroCLIP's image encoders: Legacy g, r, z; AION: every band it knows
+            from .embed.families import adapter_of
+
+            bands += adapter_of(spec.adapter).flux_bands_for(survey)
     if config["embedding"]["blank_rule"] == "platonic_universe":
         datasets = {d["name"]: d for d in config["datasets"]}
         for p in config["pairs"]:
@@ -319,33 +323,68 @@ def hub_model_files(hub_id: str, revision: str) -> tuple[str, list[str]]:
     return repository_files(hub_id, revision)
 
 
-def check_models(found: Findings, config: dict, list_files=hub_model_files) -> None:
+def hub_model_access(hub_id: str) -> None:
+    """Raise where this machine's Hugging Face token cannot download a gated repository's files."""
+    from huggingface_hub import HfApi
+
+    HfApi().auth_check(hub_id)
+
+
+def check_models(found: Findings, config: dict, list_files=hub_model_files, check_access=hub_model_access) -> None:
+    """Every model's repository at its revision: its files, the weights and the file the loader starts
+    from; a gated repository's access with this machine's token; code a repository ships only where its
+    entry allows it. Random controls, packaged weights and local folders are checked here without the Hub."""
     from .embed.models import ModelLoadError, hub_download_plan
 
-    for m in config["models"]:
-        for size in m["sizes"]:
-            spec = spec_by_name(f"{m['family']}-{size}")
-            row = {"model": spec.name, "repository": spec.hub_id, "revision": spec.revision, "files": "",
-                   "weights": "", "loads": "", "status": "ok"}
-            found.rows["models"].append(row)
-            if config["model_weights"] != "hub":
-                row.update(repository="(made here)", revision="", status="ok (model_weights: mini)")
-                continue
-            try:
+    for spec in specs_of(config).values():
+        row = {"model": spec.name, "repository": spec.hub_id or "", "revision": spec.revision, "files": "",
+               "weights": "", "loads": "", "status": "ok"}
+        found.rows["models"].append(row)
+        if spec.is_control:
+            row.update(repository=f"(random weights: {spec.control_of}'s architecture)", revision="",
+                       status="ok (built here)")
+            continue
+        if spec.weights == "package":
+            row.update(repository="(pip package)", revision="", status="ok (installed with the environment)")
+            continue
+        local = spec.hub_id and is_local(spec.hub_id)
+        if config["model_weights"] != "hub" and not local:
+            row.update(repository="(made here)", revision="", status="ok (model_weights: mini)")
+            continue
+        try:
+            if local:
+                resolved = "local"
+                files = [str(p.relative_to(spec.hub_id)) for p in Path(spec.hub_id).rglob("*") if p.is_file()]
+            else:
                 resolved, files = list_files(spec.hub_id, spec.revision)
-            except Exception as exc:  # noqa: BLE001 (no such repository, revision, or access)
-                row["status"] = found.problem(f"model {spec.name}", f"repository {spec.hub_id}@{spec.revision}",
-                                              f"cannot list its files: {str(exc).splitlines()[0] if str(exc) else exc}")
-                continue
-            row["revision"] = f"{spec.revision} -> {resolved[:12]}"
-            row["files"] = str(len(files))
+        except Exception as exc:  # noqa: BLE001 (no such repository, revision, or access)
+            row["status"] = found.problem(f"model {spec.name}", f"repository {spec.hub_id}@{spec.revision}",
+                                          f"cannot list its files: {str(exc).splitlines()[0] if str(exc) else exc}")
+            continue
+        row["revision"] = f"{spec.revision} -> {resolved[:12]}"
+        row["files"] = str(len(files))
+        code = sorted(f for f in files if f.endswith(".py") and "/" not in f)
+        if code and not spec.trust_remote_code:
+            row["status"] = found.problem(f"model {spec.name}", f"repository {spec.hub_id}",
+                                          f"ships its own code ({', '.join(code[:3])}); to run it, set "
+                                          "trust_remote_code: true in its models entry")
+            continue
+        try:
+            patterns, entry, fmt = hub_download_plan(spec, files)
+        except ModelLoadError as exc:
+            row["status"] = found.problem(f"model {spec.name}", f"repository {spec.hub_id}",
+                                          str(exc).split("': ", 1)[-1])
+            continue
+        row.update(weights=fmt, loads=entry)
+        if spec.gated and not local:
             try:
-                patterns, entry, fmt = hub_download_plan(spec, files)
-            except ModelLoadError as exc:
-                row["status"] = found.problem(f"model {spec.name}", f"repository {spec.hub_id}",
-                                              str(exc).split("': ", 1)[-1])
-                continue
-            row.update(weights=fmt, loads=entry)
+                check_access(spec.hub_id)
+                row["status"] = "ok (gated: access granted)"
+            except Exception as exc:  # noqa: BLE001 (GatedRepoError, no token)
+                row["status"] = found.problem(
+                    f"model {spec.name}", f"repository {spec.hub_id}",
+                    f"gated: accept its licence at https://huggingface.co/{spec.hub_id} and log in "
+                    f"(`hf auth login`, or HF_TOKEN) on the machines that download it ({_reason(exc)})")
 
 
 def hub_dataset_files(repo_id: str, revision: str) -> tuple[str, list[str]]:
@@ -370,10 +409,11 @@ def check_released(found: Findings, config: dict, list_files=hub_dataset_files) 
         found.problem("released embeddings", f"repository {r['source']}@{r['revision']}",
                       f"cannot list its files: {_reason(exc)}")
         return
-    needed = dict.fromkeys((p, m) for p, _, m in embedding_jobs(config) if spec_by_name(m).modality == "image")
+    specs = specs_of(config)
+    needed = dict.fromkeys((p, m) for p, _, m in embedding_jobs(config) if specs[m].modality == "image")
     pairs = {p["name"]: p for p in config["pairs"]}
     for pair_name, model in needed:  # as the workflow's released_files: each image model's file of each pair
-        spec = spec_by_name(model)
+        spec = specs[model]
         path = released_path(pair_surveys(pairs[pair_name], datasets)[1], spec)
         row = {"model": spec.name, "repository": r["source"], "revision": f"{r['revision']} -> {resolved[:12]}",
                "files": pair_name, "weights": "released embeddings", "loads": path, "status": "ok"}

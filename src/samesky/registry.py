@@ -1,56 +1,81 @@
-"""The model families and sizes of the study (the Platonic Universe, Table 3; docs/study.md section 2).
+"""The models of a run: the zoo's families (``zoo.yaml``) and the config's ``models`` entries, as specs.
 
-Each entry holds the facts the embedding stage needs: the Hub id (and AstroPT's subfolder), the revision,
-the parameter count, the input the model takes, and how the embedding is pooled from its output. The
-pooling is the one the paper's code (UniverseTBD/platonic-universe, dd67bf6) used:
+A config entry names a family of the zoo and picks its sizes (``{family: dinov2, sizes: [small, giant]}``),
+may override any of the family's keys (a pinned ``revision``, another ``pooling``), or defines a family the
+zoo does not have (its ``adapter``, ``pooling`` and per-size ``hub_id`` and ``params_m``: docs/models.md).
+``random_control: true`` adds, beside every size, the same architecture with seeded random weights: family
+``<family>_random``, the same sizes (``random_twin``).
 
-- ViT: mean over patch tokens of ``last_hidden_state``, CLS excluded;
-- ConvNeXtV2: spatial mean of ``last_hidden_state`` (not ``pooler_output``, which is layer-normed);
-- DINOv2 with registers: the CLS token of ``last_hidden_state``;
-- I-JEPA: mean over all tokens of ``last_hidden_state`` (it has no CLS token);
-- AstroPT: ``generate_embeddings``: mean over tokens of the middle block's output;
-- Specformer: mean over tokens of the final layer-normed output, the statistics token excluded
-  (platonic-universe; AstroCLIP's probe code includes it: ``specformer_pooling`` selects);
-- AstroCLIP (the AstroCLIP benchmark): the aligned image and spectrum encoders' cross-attention head output, and the
-  unaligned AstroDINO's normed class token, all from the one released checkpoint (embed/astroclip.py).
-  They read only the data they were trained on (``reads``): Legacy Survey g, r, z images, DESI spectra.
-
-``mini`` is the configuration of the embedded default's small, randomly initialised instance of the same
-architecture (several sizes, so the size axis exists offline).
+Each spec holds what the embedding stage needs: the Hub id (and subfolder), revision, parameter count,
+modality, what the model takes, its pooling, the adapter that loads it, and ``mini``: the configuration of
+the embedded default's small randomly initialised instance of the same architecture.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
 
 from .errors import ConfigError
+
+ZOO = Path(__file__).with_name("zoo.yaml")
+CONTROL_SUFFIX = "_random"  # the family name of a random-weights control: dinov2 -> dinov2_random
 
 # Revisions: no commit SHA could be looked up offline, so the Hub revisions are the default branch; the
 # download resolves each to its commit and records it in the model's manifest
 # (resources/models/<family>-<size>/samesky_model.json).
 HUB_REVISION = "main"
 
+# Keys a family (or a size) may set, with the value a family has where neither it nor its config entry does
+FAMILY_DEFAULTS = {"label": None, "adapter": "hf", "modality": "image", "takes": "rgb", "reads": None,
+                   "pooling": None, "input_size": None, "revision": HUB_REVISION, "gated": False,
+                   "trust_remote_code": False, "needs_remote_code": False, "weights": "hub", "random_control": False,
+                   "prompt": None, "frames": None, "dtype": "float32", "config_overrides": {}, "released": None,
+                   "mini": None}
+SIZE_KEYS = ("hub_id", "params_m", "subfolder")
+
 
 @dataclass(frozen=True)
 class ModelSpec:
     family: str
     size: str
-    hub_id: str
+    hub_id: str | None
     params_m: float  # parameters, millions (Platonic Universe, Table 3)
     modality: str  # image | spectrum
-    pooling: str
-    input_size: int  # pixels on a side for images (the processor resizes), or spectrum pixels
-    mini: dict = field(default_factory=dict)
+    pooling: str  # a pooling name of embed.hf.POOLINGS (adapter hf), else the family's own, in words
+    input_size: int | None  # pixels on a side for images (the processor resizes), or spectrum pixels
+    mini: dict | None = field(default_factory=dict)
     subfolder: str | None = None  # AstroPT keeps each size in a folder of one repository
     revision: str = HUB_REVISION
     reads: tuple[str, ...] | None = None  # the only surveys whose data the model takes (None: any of its modality)
     # what it takes: "rgb", 8-bit images made by the study's scaling, shared by every such model of a
-    # (pair, side); "flux", calibrated image flux it scales itself (AstroCLIP); or "spectrum"
+    # (pair, side); "flux", calibrated image flux it scales itself (AstroCLIP, AION); or "spectrum"
     takes: str = "rgb"
+    adapter: str = "hf"  # embed.families' name for the code that loads it, or 'module:Class' / 'file.py:Class'
+    label: str | None = None  # the family as tables name it
+    weights: str = "hub"  # where the released weights come from: hub, or package (installed with pip)
+    gated: bool = False  # the repository needs an accepted licence and a token
+    trust_remote_code: bool = False  # the config's switch: run code the repository ships
+    needs_remote_code: bool = False  # the repository's model is defined by code it ships
+    prompt: str | None = None  # vision-language models: the text beside the image
+    frames: int | None = None  # video models: a still image repeated as this many frames
+    dtype: str = "float32"  # the weights' dtype on a GPU (the CPU always runs float32)
+    config_overrides: dict = field(default_factory=dict)  # set on the model's config when it is loaded
+    released: dict | None = None  # the released embeddings' names: {alias, sizes: {ours: theirs}}
+    control_of: str | None = None  # a random-weights control: the name of the learned model it mirrors
+    only_pairs: tuple[str, ...] | None = None  # embed only these pairs' data (config)
 
     @property
     def name(self) -> str:
         return f"{self.family}-{self.size}"
+
+    @property
+    def is_control(self) -> bool:
+        return self.control_of is not None
 
     def reads_survey(self, survey: str) -> bool:
         return self.reads is None or survey in self.reads
@@ -66,82 +91,145 @@ class ModelSpec:
         """The folder name of a shared download, 'owner--name'."""
         return self.hub_id.replace("/", "--") + (f"--{self.subfolder.replace('/', '-')}" if self.subfolder else "")
 
+    @property
+    def bytes_per_param(self) -> int:
+        return 2 if self.dtype == "bfloat16" else 4
+
     def gpu_mem_mb(self) -> int:
-        """Rough GPU memory a job needs: fp32 weights twice over plus activations."""
-        return int(2000 + self.params_m * 4 * 2 * 1.0)
+        """GPU memory a job needs: the weights in their GPU dtype, plus as much again for activations and
+        the allocator, plus 2 GB (a ViT-B asks ~3 GB, a 28B vision-language model in bf16 ~114 GB)."""
+        return int(2000 + self.params_m * self.bytes_per_param * 2)
 
 
-def _vit_like(hidden, layers, heads, patch=8, image=64):
-    return {"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
-            "intermediate_size": 2 * hidden, "patch_size": patch, "image_size": image}
+@functools.cache
+def zoo() -> dict:
+    """The zoo's families as written in zoo.yaml (family -> entry with a ``sizes`` mapping)."""
+    with open(ZOO) as fh:
+        return yaml.safe_load(fh)
 
 
-def _astroclip_mini():
-    return {"image": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "patch_size": 4,
-                      "image_size": 24, "layerscale_value": 1e-5, "mlp_ratio": 4},
-            "spectrum": {"embed_dim": 32, "num_layers": 2, "num_heads": 2},
-            "head": {"embed_dim": 32, "n_head": 2}}
+def family_label(family: str, labels: dict | None = None) -> str:
+    """How tables name a family: its label (the config's, else the zoo's: AstroPTv2, DINOv2; else its name),
+    with '(random)' after a control's."""
+    base = family.removesuffix(CONTROL_SUFFIX)
+    own = labels[base] if labels and base in labels else None  # labels may be a step's strict Settings
+    label = own or (zoo().get(base) or {}).get("label") or base
+    return f"{label} (random)" if family.endswith(CONTROL_SUFFIX) else label
 
 
-_SPECS = [
-    ModelSpec("astropt", "small", "Smith42/astroPT_v2.0", 15, "image", "middle-block token mean", 160,
-              {"n_embd": 32, "n_layer": 2, "n_head": 2, "patch_size": 8}, subfolder="astropt/015M"),
-    ModelSpec("astropt", "base", "Smith42/astroPT_v2.0", 95, "image", "middle-block token mean", 160,
-              {"n_embd": 48, "n_layer": 4, "n_head": 3, "patch_size": 8}, subfolder="astropt/095M"),
-    ModelSpec("astropt", "large", "Smith42/astroPT_v2.0", 850, "image", "middle-block token mean", 160,
-              {"n_embd": 64, "n_layer": 6, "n_head": 4, "patch_size": 8}, subfolder="astropt/850M"),
-    *[ModelSpec("convnextv2", size, f"facebook/convnextv2-{size}-22k-224", p, "image", "spatial mean", 224,
-                {"hidden_sizes": h, "depths": d, "image_size": 64})
-      for size, p, h, d in [("nano", 15, [8, 16, 32, 64], [1, 1, 2, 1]), ("tiny", 28, [12, 24, 48, 96], [1, 1, 3, 1]),
-                            ("base", 89, [16, 32, 64, 128], [1, 1, 3, 1]), ("large", 198, [24, 48, 96, 192], [1, 1, 4, 1])]],
-    *[ModelSpec("dinov2", size, f"facebook/dinov2-with-registers-{size}", p, "image", "CLS token", 224,
-                {**_vit_like(h, l, nh), "num_register_tokens": 4})
-      for size, p, h, l, nh in [("small", 22, 32, 2, 2), ("base", 86, 48, 3, 3), ("large", 304, 64, 4, 4),
-                                ("giant", 1100, 80, 5, 5)]],
-    ModelSpec("ijepa", "huge", "facebook/ijepa_vith14_22k", 630, "image", "token mean", 224, _vit_like(48, 3, 3)),
-    ModelSpec("ijepa", "giant", "facebook/ijepa_vitg16_22k", 1000, "image", "token mean", 224, _vit_like(64, 4, 4)),
-    *[ModelSpec("vit", size, f"google/vit-{size}-patch{patch}-224-in21k", p, "image", "patch-token mean (CLS excluded)",
-                224, _vit_like(h, l, nh))
-      for size, patch, p, h, l, nh in [("base", 16, 86, 32, 2, 2), ("large", 16, 304, 48, 3, 3), ("huge", 14, 632, 64, 4, 4)]],
-    ModelSpec("specformer", "base", "polymathic-ai/specformer", 43, "spectrum",
-              "final-LayerNorm token mean (statistics token excluded)", 7781,
-              {"embed_dim": 32, "num_layers": 2, "num_heads": 2}, takes="spectrum"),
-    # AstroCLIP: one checkpoint holds all three (the image backbone, frozen while aligning, is AstroDINO)
-    ModelSpec("astroclip", "image", "polymathic-ai/astroclip", 315, "image", "cross-attention head (aligned)", 144,
-              _astroclip_mini(), reads=("legacysurvey",), takes="flux"),
-    ModelSpec("astroclip", "spectrum", "polymathic-ai/astroclip", 56, "spectrum", "cross-attention head (aligned)",
-              7781, _astroclip_mini(), reads=("desi", "sdss"), takes="spectrum"),
-    ModelSpec("astrodino", "large", "polymathic-ai/astroclip", 302, "image", "CLS token (AstroDINO, unaligned)", 144,
-              _astroclip_mini(), reads=("legacysurvey",), takes="flux"),
-]
+def _family_entry(entry: dict, key: str) -> dict:
+    """The zoo's entry of a config entry's family with the config's keys over it; sizes as a mapping."""
+    family = entry["family"]
+    base = copy.deepcopy(zoo().get(family) or {"sizes": {}})
+    if family.endswith(CONTROL_SUFFIX):
+        raise ConfigError(f"config key {key}.family: '{family}': names ending in '{CONTROL_SUFFIX}' are the random "
+                          f"controls' (set random_control: true on '{family.removesuffix(CONTROL_SUFFIX)}')")
+    merged = {**FAMILY_DEFAULTS, **{k: v for k, v in base.items() if k != "sizes"}}
+    merged.update({k: v for k, v in entry.items() if k not in ("family", "sizes", "only_pairs")})
+    sizes = entry["sizes"]
+    if isinstance(sizes, dict):  # sizes defined or extended by the config
+        chosen = {}
+        for size, own in sizes.items():
+            chosen[size] = {**base["sizes"].get(size, {}), **(own or {})}
+    else:
+        unknown = [s for s in sizes if s not in base["sizes"]]
+        if family not in zoo():
+            raise ConfigError(f"config key {key}.family: '{family}' is not a family of the zoo {sorted(zoo())}; "
+                              f"to add your own, give its sizes as a mapping with hub_id and params_m "
+                              f"(docs/models.md)")
+        if unknown:
+            j = sizes.index(unknown[0])
+            raise ConfigError(f"config key {key}.sizes[{j}]: unknown size '{unknown[0]}' of {family}; known: "
+                              f"{list(base['sizes'])}")
+        chosen = {s: base["sizes"][s] for s in sizes}
+    merged["sizes"] = chosen
+    return merged
 
-REGISTRY: dict[tuple[str, str], ModelSpec] = {(s.family, s.size): s for s in _SPECS}
-MODELS: dict[str, list[str]] = {}
-for _s in _SPECS:
-    MODELS.setdefault(_s.family, []).append(_s.size)
+
+def _spec(family: str, size: str, fam: dict, key: str, only_pairs) -> ModelSpec:
+    own = fam["sizes"][size]
+    values = {k: own.get(k, fam[k]) for k in FAMILY_DEFAULTS if k not in ("random_control", "mini")}
+    for needed in ("hub_id", "params_m"):
+        if own.get(needed) is None and not (needed == "hub_id" and values["weights"] == "package"):
+            raise ConfigError(f"config key {key}.sizes.{size}.{needed}: model {family}-{size} needs one")
+    if values["pooling"] is None:
+        raise ConfigError(f"config key {key}.pooling: model family '{family}' needs a pooling (docs/models.md)")
+    if values["needs_remote_code"] and not values["trust_remote_code"]:
+        raise ConfigError(f"config key {key}.trust_remote_code: {family}-{size} ({own['hub_id']}) runs code its "
+                          "repository ships; set trust_remote_code: true to allow it (it is recorded in provenance)")
+    family_mini, size_mini = fam.get("mini"), own.get("mini")
+    if family_mini and "model_class" in family_mini:  # transformers families: class, config, processor
+        mini = {**copy.deepcopy(family_mini), "config": {**family_mini.get("config", {}), **(size_mini or {})}}
+    else:  # own-code families: the size's mini is the whole configuration
+        mini = copy.deepcopy(size_mini)
+    reads = values.pop("reads")
+    reads = tuple(reads) if reads is not None else None
+    return ModelSpec(family=family, size=size, hub_id=own.get("hub_id"), params_m=float(own["params_m"]),
+                     subfolder=own.get("subfolder"), mini=mini, reads=reads,
+                     only_pairs=tuple(only_pairs) if only_pairs else None, **values)
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def random_twin(spec: ModelSpec) -> ModelSpec:
+    """The random-weights control of a model: its architecture and inputs, family ``<family>_random``."""
+    from dataclasses import replace
+
+    return replace(spec, family=spec.family + CONTROL_SUFFIX, control_of=spec.name, gated=False)
+
+
+def model_specs(models: list[dict]) -> dict[str, ModelSpec]:
+    """Every model size of a config's ``models`` (and each random control after its model), by name;
+    a ConfigError names the key of the first entry that cannot be made a spec."""
+    specs: dict[str, ModelSpec] = {}
+    for i, entry in enumerate(models):
+        entry = _plain(entry)  # a step's strict Settings become plain values
+        key = f"models[{i}]"
+        fam = _family_entry(entry, key)
+        for size in fam["sizes"]:
+            spec = _spec(entry["family"], size, fam, key, entry.get("only_pairs"))
+            if spec.name in specs:
+                raise ConfigError(f"config key {key}: model {spec.name} is listed twice")
+            specs[spec.name] = spec
+        if fam["random_control"]:
+            for size in fam["sizes"]:
+                twin = random_twin(specs[f"{entry['family']}-{size}"])
+                specs[twin.name] = twin
+    return specs
+
+
+def specs_of(config: dict) -> dict[str, ModelSpec]:
+    return model_specs(config["models"])
+
+
+@functools.cache
+def _zoo_specs() -> dict[str, ModelSpec]:
+    return model_specs([{"family": f, "sizes": list(e["sizes"]),
+                         **({"trust_remote_code": True} if e.get("needs_remote_code") else {})}
+                        for f, e in zoo().items()])
+
+
+def zoo_specs() -> dict[str, ModelSpec]:
+    """Every size of every family of the zoo (tests, docs, the released preset's names)."""
+    return dict(_zoo_specs())
 
 
 def get_spec(family: str, size: str) -> ModelSpec:
+    """A size of a zoo family (its default settings)."""
+    return spec_by_name(f"{family}-{size}")
+
+
+def spec_by_name(name: str, specs: dict[str, ModelSpec] | None = None) -> ModelSpec:
+    """The spec of a model size named '<family>-<size>' (``ModelSpec.name``), e.g. 'dinov2-giant', among
+    ``specs`` (a run's) or the zoo's."""
+    specs = specs if specs is not None else zoo_specs()
     try:
-        return REGISTRY[(family, size)]
+        return specs[name]
     except KeyError:
-        raise ConfigError(f"unknown model {family}-{size}; known: {sorted(f'{f}-{s}' for f, s in REGISTRY)}") from None
-
-
-def spec_by_name(name: str) -> ModelSpec:
-    """The spec of a model size named '<family>-<size>' (``ModelSpec.name``), e.g. 'dinov2-giant'."""
-    family, _, size = name.partition("-")
-    return get_spec(family, size)
-
-
-def check_models(models: list[dict]) -> None:
-    """Raise naming the config key of the first unknown family or size."""
-    for i, entry in enumerate(models):
-        family = entry["family"]
-        if family not in MODELS:
-            raise ConfigError(f"config key models[{i}].family: unknown model family '{family}'; known: {sorted(MODELS)}")
-        for j, size in enumerate(entry["sizes"]):
-            if size not in MODELS[family]:
-                raise ConfigError(
-                    f"config key models[{i}].sizes[{j}]: unknown size '{size}' of {family}; known: {MODELS[family]}"
-                )
+        raise ConfigError(f"unknown model {name}; known: {sorted(specs)}") from None

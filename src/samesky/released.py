@@ -27,15 +27,6 @@ from .registry import ModelSpec
 
 log = logging.getLogger(__name__)
 
-# The paper code's model aliases and size names (platonic-universe src/pu/experiments.py, model_map)
-RELEASED_NAMES = {
-    "vit": ("vit", {}),
-    "convnextv2": ("convnext", {}),
-    "dinov2": ("dino", {}),
-    "ijepa": ("ijepa", {}),
-    "astropt": ("astropt", {"small": "015M", "base": "095M", "large": "850M"}),
-    "specformer": ("specformer", {"base": "43M"}),
-}
 ID_COLUMNS = ("object_id", "hsc_object_id")  # where a file carries ids, rows are joined by them
 
 
@@ -44,11 +35,11 @@ class ReleasedError(ValueError):
 
 
 def released_name(spec: ModelSpec) -> tuple[str, str]:
-    """(model alias, size) as the paper's code names a model size, e.g. astropt-small -> (astropt, 015M)."""
-    if spec.family not in RELEASED_NAMES:
-        raise ReleasedError(f"no released embeddings of family '{spec.family}' (released: {sorted(RELEASED_NAMES)})")
-    alias, sizes = RELEASED_NAMES[spec.family]
-    return alias, sizes.get(spec.size, spec.size)
+    """(model alias, size) as the paper's code names a model size (its model_map, platonic-universe
+    src/pu/experiments.py; the zoo's ``released`` key), e.g. astropt-small -> (astropt, 015M)."""
+    if not spec.released or spec.is_control:
+        raise ReleasedError(f"no released embeddings of {spec.name} (the zoo names none for family '{spec.family}')")
+    return spec.released["alias"], (spec.released.get("sizes") or {}).get(spec.size, spec.size)
 
 
 def released_path(mode: str, spec: ModelSpec) -> str:

@@ -51,6 +51,7 @@ rule alignment_tables:
     params:
         config=step_config("alignment_tables"),
         captions={name: caption_file(name) for name in ("table1", "table2", "cka")},
+        labels=FAMILY_LABELS,
     log:
         f"{RESULTS}/logs/alignment_tables.log",
     conda:

@@ -9,7 +9,7 @@ from snakemake.utils import validate
 
 from samesky.config import EmbeddingRef, check_config, pair_datasets, pair_surveys
 from samesky.config import embedding_jobs as config_embedding_jobs
-from samesky.registry import spec_by_name
+from samesky.registry import specs_of
 from samesky.released import released_path
 from samesky.surveys import modality_of
 from samesky.steps import STEPS
@@ -27,8 +27,8 @@ REPORT = Path(workflow.basedir) / "workflow" / "report"  # the captions (one .rs
 DATASETS = {d["name"]: d for d in config["datasets"]}
 PAIRS = {p["name"]: p for p in config["pairs"]}
 ALIGNED_PAIRS = [name for name, p in PAIRS.items() if p["align"]]  # the rest are for probes only
-MODEL_ENTRIES = {f"{m['family']}-{size}": m for m in config["models"] for size in m["sizes"]}  # by model name
-MODELS = {name: spec_by_name(name) for name in MODEL_ENTRIES}
+MODELS = specs_of(config)  # every model size by name ('dinov2-giant'), each random control after its model
+FAMILY_LABELS = {s.family: s.label for s in MODELS.values() if s.label}  # how tables name each family
 RESAMPLED_SURVEYS = ("sdss",)  # spectra that Specformer sees only after resampling onto the DESI grid
 
 
@@ -126,7 +126,8 @@ def crossmatched_pairs():
 def pretraining_of(model):
     """The mini Specformer's pre-training settings, or None where the model is used as made or released."""
     pre = config.get("mini_specformer_pretraining")  # an optional section: None where absent
-    if config["model_weights"] != "mini" or MODELS[model].family != "specformer" or not pre or pre["steps"] == 0:
+    spec = MODELS[model]
+    if config["model_weights"] != "mini" or spec.adapter != "specformer" or spec.is_control or not pre or pre["steps"] == 0:
         return None
     return pre
 
@@ -158,7 +159,8 @@ def _shared_downloads():
         return {}
     groups = {}
     for name, spec in MODELS.items():
-        groups.setdefault(spec.download, []).append(name)
+        if not spec.is_control and spec.weights == "hub":
+            groups.setdefault(spec.download, []).append(name)
     return {MODELS[names[0]].download_folder: names for names in groups.values() if len(names) > 1}
 
 
@@ -166,7 +168,11 @@ SHARED_DOWNLOADS = _shared_downloads()
 
 
 def fetch_model_inputs(wildcards):
-    """The shared download a model's folder points into, where it has one."""
+    """The shared download a model's folder points into, where it has one; a random control's learned model,
+    whose architecture it rebuilds."""
+    control_of = MODELS[wildcards.model].control_of
+    if control_of:
+        return {"learned": model_dir(control_of)}
     for folder, names in SHARED_DOWNLOADS.items():
         if wildcards.model in names:
             return {"shared": f"{RESOURCES}/models/shared/{folder}"}
@@ -227,6 +233,8 @@ def embedding_inputs(wildcards):
     """The model, and what it reads of each side it embeds, in the order of ``embedding_sides``: the
     prepared RGB images (rgb models), or the pair dataset (image flux, spectra); each with its record."""
     inputs = {"model": model_dir(wildcards.model), "images": [], "objects": [], "datasets": [], "provenance": []}
+    if MODELS[wildcards.model].control_of:  # a control reads its learned model's configuration
+        inputs["learned"] = model_dir(MODELS[wildcards.model].control_of)
     for pair, survey in model_sides(wildcards.model):
         if MODELS[wildcards.model].takes == "rgb":
             files = prepared_images(pair, survey)

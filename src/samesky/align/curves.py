@@ -147,7 +147,8 @@ def size_curve_figures(curves: pd.DataFrame, mknn_path, decomposition_path, deco
     import matplotlib.pyplot as plt
 
     from ..io import write_figure
-    from .tables import DATASET_LABELS, FAMILY_LABELS
+    from ..registry import family_label
+    from .tables import DATASET_LABELS
 
     pairs = list(dict.fromkeys(curves["pair"]))
     ks = sorted(set(curves["k"]))
@@ -160,7 +161,7 @@ def size_curve_figures(curves: pd.DataFrame, mknn_path, decomposition_path, deco
             for model in largest:
                 m = sub[(sub["model_b"] == model) & (sub["k"] == k)].groupby("n")["mknn"]
                 mean = m.mean()
-                ax.plot(mean.index, mean * 100, marker=".", label=FAMILY_LABELS.get(model.split("-")[0], model))
+                ax.plot(mean.index, mean * 100, marker=".", label=family_label(model.split("-")[0]))
                 ax.fill_between(mean.index, m.min() * 100, m.max() * 100, alpha=0.2)
             chance = sub[sub["k"] == k].groupby("n")["chance"].mean()
             ax.plot(chance.index, chance * 100, color="0.4", ls="--", label="chance k/(N-1)")

@@ -6,11 +6,10 @@ import numpy as np
 import pandas as pd
 
 from ..io import write_figure
+from ..registry import CONTROL_SUFFIX, family_label
 from .stats import count_increases, trend_test
 
 DATASET_LABELS = {"jwst": "JWST", "legacysurvey": "Legacy", "hsc": "HSC", "desi": "DESI", "sdss": "SDSS"}
-FAMILY_LABELS = {"astropt": "AstroPTv2", "convnextv2": "ConvNeXtV2", "dinov2": "DINOv2", "ijepa": "IJEPA",
-                 "vit": "ViT"}
 
 
 def intramodal_table(scores: pd.DataFrame, k: int, hsc_pair: str) -> pd.DataFrame:
@@ -43,8 +42,28 @@ def crossmodal_table(scores: pd.DataFrame, k: int, measure: str = "mknn") -> pd.
     return pd.concat([table, pd.DataFrame([null_row])], ignore_index=True)[["family", "size", "params_m", *cols]]
 
 
+def is_control(family: str) -> bool:
+    return family.endswith(CONTROL_SUFFIX)
+
+
 def trend_tests(scores: pd.DataFrame, k: int) -> pd.DataFrame:
-    """Binomial tests on the count of increases with size (the Platonic Universe's grouping)."""
+    """Binomial tests on the count of increases with size (the Platonic Universe's grouping), over the
+    study's models; where random-weights controls ran, the same tests over the controls and over the
+    learned families they mirror ('intramodal: random controls', 'intramodal: learned, with a control'),
+    so a trend is read against what the architectures alone give."""
+    families = set(scores["family"])
+    controls = {f for f in families if is_control(f)}
+    groups = [("", families - controls)]
+    if controls:
+        groups += [(": learned, with a control", {f.removesuffix(CONTROL_SUFFIX) for f in controls}),
+                   (": random controls", controls)]
+    rows = []
+    for suffix, members in groups:
+        rows += _trend_rows(scores[scores["family"].isin(members)], k, suffix)
+    return pd.DataFrame(rows)
+
+
+def _trend_rows(scores: pd.DataFrame, k: int, suffix: str) -> list[dict]:
     rows = []
     intra = intramodal_table(scores, k, hsc_pair=_first_hsc_pair(scores))
     inc = tot = 0
@@ -52,7 +71,7 @@ def trend_tests(scores: pd.DataFrame, k: int) -> pd.DataFrame:
         for col in [c for c in ("jwst", "legacysurvey", "hsc") if c in fam.columns]:
             i, t = count_increases(fam[col].dropna().tolist())
             inc, tot = inc + i, tot + t
-    rows.append({"test": "intramodal", "increases": inc, "comparisons": tot, "p_value": trend_test(inc, tot)})
+    rows.append({"test": "intramodal" + suffix, "increases": inc, "comparisons": tot, "p_value": trend_test(inc, tot)})
     cross = crossmodal_table(scores, k)
     cross = cross[cross["family"] != "π (null)"]
     groups = {"crossmodal": [c for c in ("jwst", "legacysurvey", "desi") if c in cross.columns],
@@ -63,8 +82,8 @@ def trend_tests(scores: pd.DataFrame, k: int) -> pd.DataFrame:
             for col in cols:
                 i, t = count_increases(fam.sort_values("params_m")[col].dropna().tolist())
                 inc, tot = inc + i, tot + t
-        rows.append({"test": name, "increases": inc, "comparisons": tot, "p_value": trend_test(inc, tot)})
-    return pd.DataFrame(rows)
+        rows.append({"test": name + suffix, "increases": inc, "comparisons": tot, "p_value": trend_test(inc, tot)})
+    return rows
 
 
 def _first_hsc_pair(scores: pd.DataFrame) -> str:
@@ -73,17 +92,18 @@ def _first_hsc_pair(scores: pd.DataFrame) -> str:
     return str(largest.idxmax()) if len(largest) else ""
 
 
-def _label(value) -> str:
+def _label(value, labels: dict | None = None) -> str:
     if isinstance(value, float):
         return "" if np.isnan(value) else f"{value:.2f}"
-    return DATASET_LABELS.get(str(value), FAMILY_LABELS.get(str(value), str(value)))
+    return DATASET_LABELS.get(str(value)) or family_label(str(value), labels)
 
 
-def to_markdown(table: pd.DataFrame, caption: str) -> str:
-    """A GitHub-flavoured Markdown table (pandas needs the optional 'tabulate' for this)."""
+def to_markdown(table: pd.DataFrame, caption: str, labels: dict | None = None) -> str:
+    """A GitHub-flavoured Markdown table (pandas needs the optional 'tabulate' for this); family names as
+    ``labels`` (the config's) or the zoo name them."""
     head = [DATASET_LABELS.get(c, c) for c in table.columns]
     lines = [f"{caption}\n", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(_label(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    lines += ["| " + " | ".join(_label(v, labels) for v in row) + " |" for row in table.itertuples(index=False)]
     return "\n".join(lines) + "\n"
 
 
@@ -94,18 +114,19 @@ def _tex(text: str) -> str:
     return text.replace("π", r"$\pi$").replace("²", r"$^2$")
 
 
-def to_latex(table: pd.DataFrame, caption: str, label: str) -> str:
+def to_latex(table: pd.DataFrame, caption: str, label: str, labels: dict | None = None) -> str:
     """A booktabs LaTeX table (pandas' to_latex needs the optional jinja2)."""
     head = [_tex(DATASET_LABELS.get(c, c)) for c in table.columns]
-    body = [" & ".join(_tex(_label(v)) for v in row) + r" \\" for row in table.itertuples(index=False)]
+    body = [" & ".join(_tex(_label(v, labels)) for v in row) + r" \\" for row in table.itertuples(index=False)]
     return "\n".join([r"\begin{table}", r"\centering", f"\\caption{{{_tex(caption)}}}", f"\\label{{{label}}}",
                       r"\begin{tabular}{" + "l" * 2 + "r" * (len(head) - 2) + "}", r"\toprule",
                       " & ".join(head) + r" \\", r"\midrule", *body, r"\bottomrule", r"\end{tabular}",
                       r"\end{table}", ""])
 
 
-def figure1(scores: pd.DataFrame, k: int, path) -> None:
-    """Parameters against crossmodal MKNN, one panel per dataset, with the permutation null band."""
+def figure1(scores: pd.DataFrame, k: int, path, labels: dict | None = None) -> None:
+    """Parameters against crossmodal MKNN, one panel per dataset, with the permutation null band; a random
+    control dashed, in its learned family's colour."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -116,9 +137,14 @@ def figure1(scores: pd.DataFrame, k: int, path) -> None:
     fig, axes = plt.subplots(1, len(sides), figsize=(3.6 * len(sides), 3.2), squeeze=False)
     for ax, side in zip(axes[0], sides):
         sub = cross[cross["side"] == side]
+        learned = sorted(f for f in set(sub["family"]) if not is_control(f))
+        colours = {f: f"C{i % 10}" for i, f in enumerate(learned)}
         for family, fam in sub.groupby("family"):
             fam = fam.sort_values("params_m")
-            ax.plot(fam["params_m"], fam["mknn"] * 100, marker="o", label=FAMILY_LABELS.get(family, family))
+            base = family.removesuffix(CONTROL_SUFFIX)
+            colour = colours.get(base) or colours.setdefault(base, f"C{len(colours) % 10}")
+            ax.plot(fam["params_m"], fam["mknn"] * 100, marker="o", color=colour,
+                    ls="--" if is_control(family) else "-", label=family_label(family, labels))
         ax.axhspan(0, sub["null_q975"].max() * 100, color="0.85", zorder=0, label="π (null, 97.5%)")
         ax.axhline(sub["null_mean"].mean() * 100, color="0.5", lw=0.8, ls="--")
         ax.set_xscale("log")

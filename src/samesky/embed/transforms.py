@@ -146,7 +146,8 @@ class ProcessorTransform:
     (B, 3, h, w) float32, on that device."""
 
     def __init__(self, processor):
-        self.name = type(processor).__name__
+        # the class, or where settings stand in for one (read from its file), the kind they name
+        self.name = getattr(processor, "processor_kind", None) or type(processor).__name__
         size, crop = processor.size, getattr(processor, "crop_size", None)
         self.resample = processor.resample if processor.resample is not None else BILINEAR
         self.do_resize, self.do_center_crop = bool(processor.do_resize), bool(getattr(processor, "do_center_crop", False))

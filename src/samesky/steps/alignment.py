@@ -44,13 +44,14 @@ def alignment_tables(inputs, outputs, settings):
     made = {"table1": (tables.intramodal_table(scores, k, settings["alignment"]["hsc_pair"]), "tab:intramodal"),
             "table2": (tables.crossmodal_table(scores, k), "tab:crossmodal"),
             "cka": (tables.crossmodal_table(scores, k, measure="cka_debiased"), "tab:cka")}
+    labels = settings["labels"]
     for name, (table, label) in made.items():
         text = caption(settings["captions"][name], settings)
         write_csv(outputs[name], table)
-        write_text(outputs[f"{name}_md"], tables.to_markdown(table, text))
-        write_text(outputs[f"{name}_tex"], tables.to_latex(table, text, label))
+        write_text(outputs[f"{name}_md"], tables.to_markdown(table, text, labels))
+        write_text(outputs[f"{name}_tex"], tables.to_latex(table, text, label, labels))
     write_csv(outputs.trends, tables.trend_tests(scores, k))
-    tables.figure1(scores, k, outputs.figure1)
+    tables.figure1(scores, k, outputs.figure1, labels)
 
 
 @step(reads=("alignment.k", "alignment.size_curves"))

@@ -23,14 +23,24 @@ PRETRAINING_THREADS = 1
 
 @step(reads=("model_weights", "seed"))
 def fetch_model(inputs, outputs, settings):
-    """The model ``settings.spec``: a small random instance (model_weights mini) or the released weights,
-    downloaded here or, where other models load the same files (``inputs.shared``), once for all of them."""
-    from ..embed.models import download_model, write_mini_model
+    """The model ``settings.spec``: a random-weights control of the learned model ``inputs.learned``; weights
+    that ship in a package or lie in a local folder; a small random instance (model_weights mini); or the
+    released weights, downloaded here or, where other models load the same files (``inputs.shared``), once
+    for all of them."""
+    from ..embed import models
+    from ..hub import is_local
 
-    if settings["model_weights"] == "mini":
-        write_mini_model(settings["spec"], outputs.model, seed=settings["seed"])
+    spec = settings["spec"]
+    if spec.is_control:
+        models.write_control(spec, inputs.learned, outputs.model, seed=settings["seed"])
+    elif spec.weights == "package":
+        models.write_package_model(spec, outputs.model)
+    elif is_local(spec.hub_id):
+        models.copy_local_model(spec, outputs.model)
+    elif settings["model_weights"] == "mini":
+        models.write_mini_model(spec, outputs.model, seed=settings["seed"])
     else:
-        download_model(settings["spec"], outputs.model, shared=inputs.shared if "shared" in inputs else None)
+        models.download_model(spec, outputs.model, shared=inputs.shared if "shared" in inputs else None)
 
 
 @step()
@@ -99,13 +109,13 @@ def embed(inputs, outputs, settings, record):
     from ..io import atomic_path, layers_path, write_json, write_layers
 
     opts, spec = settings["embedding"], settings["spec"]
-    model = load_model(inputs.model)
-    layered = settings["write_layers"] and len(model.layer_names()) > 1
-    if spec.family == "astropt":
-        model.transposed = opts["astropt_input"] == "transposed"
     device = pick_device(opts["device"])
+    model = load_model(inputs.model, spec, device=device)
+    layered = settings["write_layers"] and len(model.layer_names()) > 1
+    if spec.adapter == "astropt":
+        model.transposed = opts["astropt_input"] == "transposed"
     common = {"batch_size": opts["batch_size"], "device": device, "bf16": opts["bf16"]}
-    model_info = model_record(read_manifest(inputs.model), spec)
+    model_info = model_record(read_manifest(inputs.model), spec, pooling=model.pooling_label)
     sources = zip(inputs.all("images"), inputs.all("objects")) if spec.takes == "rgb" else inputs.all("datasets")
     with atomic_path(outputs.embeddings, is_dir=True) as folder:
         for side, source, upstream in zip(settings["sides"], sources, inputs.all("provenance")):
@@ -131,7 +141,7 @@ def embed(inputs, outputs, settings, record):
                 "model": model_info,
                 "data": {"pair": pair, "survey": survey, "n_objects": len(ids), "dim": int(emb.shape[1]) if len(ids) else 0},
                 "run": {"device": str(device), "bf16": bool(opts["bf16"] and device.type == "cuda"),
-                        **({"astropt_input": opts["astropt_input"]} if spec.family == "astropt" else {}),
+                        **({"astropt_input": opts["astropt_input"]} if spec.adapter == "astropt" else {}),
                         "batch_size": opts["batch_size"], "seconds": round(seconds, 3)},
                 **meta,
             }

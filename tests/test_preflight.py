@@ -185,6 +185,40 @@ def test_a_model_repository_without_weights_or_missing_is_named(good, paper_conf
     assert len(found.problems) == 2
 
 
+def test_gated_repositories_and_code_a_repository_ships_are_named_before_the_run(good, paper_config):
+    """Issue 30: a gated repository this machine's token cannot download (DINOv3), a repository whose model is
+    its own code (AM-RADIO) without trust_remote_code, and a random control (nothing to fetch)."""
+    config = paper_on(good, paper_config)
+    config["models"] += [{"family": "dinov3", "sizes": ["small"]}, {"family": "clip", "sizes": ["base"], "random_control": True},
+                         {"family": "radio", "pooling": "cls", "sizes": {"b": {"hub_id": "nvidia/RADIO-B", "params_m": 98}}}]
+    hf_layout = ["config.json", "preprocessor_config.json", "model.safetensors"]
+    files = {**MODEL_FILES, "facebook/dinov3-vits16-pretrain-lvd1689m": hf_layout, "openai/clip-vit-base-patch16": hf_layout,
+             "nvidia/RADIO-B": ["config.json", "hf_model.py", "radio_model.py", "model.safetensors"]}
+    asked = []
+
+    def access(hub_id):
+        asked.append(hub_id)
+        raise PermissionError(f"403 Client Error: access to model {hub_id} is restricted")
+
+    found = run_preflight(paper_on(good, paper_config) | {"models": config["models"]}, sample_rows=4,
+                          list_files=lister(files), check_access=access)
+    assert asked == ["facebook/dinov3-vits16-pretrain-lvd1689m"]  # only the gated repository is asked
+    assert ("model dinov3-small: repository facebook/dinov3-vits16-pretrain-lvd1689m: gated: accept its licence at "
+            "https://huggingface.co/facebook/dinov3-vits16-pretrain-lvd1689m and log in (`hf auth login`, or HF_TOKEN) on "
+            "the machines that download it (403 Client Error: access to model facebook/dinov3-vits16-pretrain-lvd1689m "
+            "is restricted)") in found.problems
+    assert ("model radio-b: repository nvidia/RADIO-B: ships its own code (hf_model.py, radio_model.py); to run it, set "
+            "trust_remote_code: true in its models entry") in found.problems
+    assert len(found.problems) == 2
+    rows = {r["model"]: r for r in found.rows["models"]}
+    assert rows["clip_random-base"]["status"] == "ok (built here)" and rows["clip-base"]["status"] == "ok"
+    allowed = [*config["models"][:-1], {**config["models"][-1], "trust_remote_code": True}]
+    found = run_preflight(paper_on(good, paper_config) | {"models": allowed}, sample_rows=4, list_files=lister(files),
+                          check_access=lambda hub_id: None)
+    assert found.problems == [] and rows["dinov3-small"]["status"] == "problem"
+    assert {r["model"]: r["status"] for r in found.rows["models"]}["dinov3-small"] == "ok (gated: access granted)"
+
+
 def test_a_missing_or_unreadable_evaluation_file_is_named(good, paper_config, tmp_path):
     config = paper_on(good, paper_config)
     for d in config["datasets"]:

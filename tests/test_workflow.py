@@ -272,37 +272,91 @@ def test_end_to_end_on_a_small_mini_universe(finished):
     assert "Nothing to be done" in _snakemake(["--cores", "2", *TEST_RUN], finished)
 
 
+ZOO_TARGETS = [f"results/tables/{t}" for t in ("table1_intramodal.csv", "table2_crossmodal.csv", "trend_tests.csv",
+                                                "table2_crossmodal.md", "layer_best.csv")] + \
+              ["results/figures/figure1_crossmodal.pdf"]
+
+
 @pytest.mark.workflow
-def test_layer_grids_hold_the_final_layer_scores_exactly_and_correct_for_the_selection(finished, tmp_path):
-    """The finished run with config/layers.yaml: the embedding jobs rerun to write every layer, then every
-    pair's grids, heatmaps and the summary figure; the final-layer tables do not change, and the final-layer
-    cell of every grid is the final-layer table's own MKNN, bit for bit."""
-    work = _copy_of(finished, tmp_path / "layers")
-    before = {p.name: p.read_bytes() for p in (work / "results" / "tables").glob("*.csv")}
-    (work / "fewer_permutations.yaml").write_text("alignment: {layer_permutations: 50}\n")
-    counts = _job_counts(_snakemake(["--cores", "2", *TEST_RUN, "config/layers.yaml", "fewer_permutations.yaml"],
-                                    work))
-    assert counts["embed"] == 4 and counts["layer_grids"] == 4 and counts["layer_summary"] == 1
-    results = work / "results"
-    assert {p.name: p.read_bytes() for p in (results / "tables").glob("*.csv") if p.name in before} == before
-    best = pd.read_csv(results / "tables" / "layer_best.csv")
-    scores = pd.concat([pd.read_csv(results / "alignment" / p / "scores.csv") for p in best["pair"].unique()])
+def test_the_zoo_and_every_layer_reach_the_tables_figure_1_the_trend_tests_and_the_layer_grids(finished, tmp_path):
+    """The finished run with the zoo (tests/config/zoo.yaml: every family of config/zoo.yaml, EfficientNet-Lite's
+    real weights beside their random twins, a model by config alone and one by adapter class) and every
+    layer (config/layers.yaml): the new models are made and embedded, the test config's models rerun to write
+    their layers; Tables 1-2, Figure 1, the trend tests and the layer grids hold every model, the controls as
+    rows of their own; the finished run's scores do not change (each comparison is scored on its own, with
+    its own seed); the final-layer cell of every grid is the final-layer table's own MKNN, bit for bit."""
+    import yaml
+
+    from samesky.registry import model_specs
+
+    with open(finished / "config" / "zoo.yaml") as fh:
+        full = {m["family"] for m in yaml.safe_load(fh)["models"]}
+    with open(finished / "tests" / "config" / "zoo.yaml") as fh:
+        ci = yaml.safe_load(fh)["models"]
+    assert full <= {m["family"] for m in ci}  # the CI zoo leaves no family of the preset out
+    work = _copy_of(finished, tmp_path / "zoo")
+    import transformers as tf
+
+    user = work / "resources" / "user_models" / "galaxyvit"  # your own model, saved with save_pretrained
+    tf.ViTModel(tf.ViTConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                             image_size=32, patch_size=8), add_pooling_layer=False).save_pretrained(user)
+    tf.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(user)
+    (work / "fewer_permutations.yaml").write_text("alignment: {layer_permutations: 20}\n")
+    configs = [*TEST_RUN, "config/layers.yaml", "tests/config/zoo.yaml", "fewer_permutations.yaml"]
+    counts = _job_counts(_snakemake(["--cores", "2", *ZOO_TARGETS, *configs], work, timeout=1800))  # targets first
+    specs = model_specs(ci)
+    image_models = {name for name, spec in specs.items() if spec.modality == "image"}
+    assert counts["embed"] == len(specs) and counts["layer_grids"] == 4
+    results = work / "results" / "tables"
+    table2 = pd.read_csv(results / "table2_crossmodal.csv")
+    families = {name.split("-")[0] for name in image_models}
+    assert set(table2["family"]) - {"π (null)"} == families  # every image family, the controls as their own rows
+    assert {"efficientnet_random", "tiny_random", "galaxyvit", "tiny", "aion"} <= families
+    aion = table2[table2["family"] == "aion"]
+    assert aion["legacysurvey"].notna().all() and aion["jwst"].isna().all()  # AION reads HSC and Legacy, not JWST
+    markdown = (results / "table2_crossmodal.md").read_text()
+    for label in ("EfficientNet-Lite (random)", "GalaxyViT", "PaliGemma 2", "V-JEPA 2", "LLaVA-OneVision"):
+        assert f"| {label} |" in markdown
+    table1 = pd.read_csv(results / "table1_intramodal.csv")
+    assert {"efficientnet", "efficientnet_random", "tiny", "tiny_random", "vit"} <= set(table1["family"])
+    trends = pd.read_csv(results / "trend_tests.csv").set_index("test")
+    assert {"crossmodal", "crossmodal: random controls", "crossmodal: learned, with a control"} <= set(trends.index)
+    assert trends.loc["crossmodal: random controls", "comparisons"] == 2 * 3  # 2 families x (JWST, Legacy, DESI)
+    best = pd.read_csv(results / "layer_best.csv")
+    assert image_models <= set(best["model_b"]) | set(best["model_a"])
+    depth = best.drop_duplicates("model_b").set_index("model_b")["layers_b"]  # layers of each model
+    assert depth["efficientnet-lite0"] == 8 and depth["llava-7b"] == 2  # 7 stages + head; 2 language layers
+    record = json.loads((work / "results" / "embeddings" / "galaxyvit-tiny" / "jwst_hsc" / "hsc.provenance.json")
+                        .read_text())
+    assert record["model"]["weights"] == "local" and record["model"]["revision"].startswith("sha256:")
+    control = json.loads((work / "results" / "embeddings" / "efficientnet_random-lite1" / "legacysurvey_hsc" /
+                          "legacysurvey.provenance.json").read_text())["model"]
+    assert control["weights"] == "random control" and control["control_of"] == "efficientnet-lite1"
+    assert control["learned_weights"] == "package"
+    # the layers: the finished run's scores unchanged, every grid's final-layer cell the table's own score
+    keys = ["pair", "kind", "side", "model_a", "model_b", "k"]
+    for pair in ("jwst_hsc", "legacysurvey_hsc", "desi_hsc", "sdss_hsc"):
+        before = pd.read_csv(finished / "results" / "alignment" / pair / "scores.csv")
+        after = pd.read_csv(work / "results" / "alignment" / pair / "scores.csv")
+        kept = before.merge(after, on=keys, suffixes=("", "_zoo"))
+        assert len(kept) == len(before) and (kept["mknn"] == kept["mknn_zoo"]).all()
+        assert (kept["null_mean"] == kept["null_mean_zoo"]).all()
+    scores = pd.concat([pd.read_csv(work / "results" / "alignment" / p / "scores.csv") for p in best["pair"].unique()])
     merged = best.merge(scores[scores["k"] == 10], on=["pair", "kind", "side", "model_a", "model_b"])
     assert len(merged) == len(best) == len(scores[scores["k"] == 10])
     assert (merged["mknn_reference"] == merged["mknn"]).all()
     assert (best["p_max"] >= best["p_cell"]).all() and (best["mknn_best"] >= best["mknn_reference"]).all()
-    layers = best.drop_duplicates("model_b").set_index("model_b")["layers_b"].to_dict()
-    assert layers["vit-large"] == 3 and layers["vit-base"] == 2 and layers["astropt-small"] == 2  # mini depths
+    assert depth["vit-large"] == 3 and depth["vit-base"] == 2 and depth["astropt-small"] == 2  # mini depths
+    figures = work / "results" / "figures"
     for pair in best["pair"].unique():
-        assert (results / "figures" / f"layer_grids_{pair}.pdf").stat().st_size > 0
-        grid = pd.read_csv(results / "alignment" / pair / "layer_grids.csv")
-        cells = grid.groupby(["kind", "side", "model_a", "model_b"]).size()
-        assert len(cells) == (best["pair"] == pair).sum()
-    assert (results / "figures" / "layer_depth.pdf").stat().st_size > 0
+        assert (figures / f"layer_grids_{pair}.pdf").stat().st_size > 0
+        grid = pd.read_csv(work / "results" / "alignment" / pair / "layer_grids.csv")
+        assert len(grid.groupby(["kind", "side", "model_a", "model_b"]).size()) == (best["pair"] == pair).sum()
+    assert (figures / "layer_depth.pdf").stat().st_size > 0
     # the layers sit beside each embeddings file; the embeddings file itself is the reference layer
     from samesky.io import read_embeddings, read_layers
 
-    path = results / "embeddings" / "vit-large" / "jwst_hsc" / "hsc.parquet"
+    path = work / "results" / "embeddings" / "vit-large" / "jwst_hsc" / "hsc.parquet"
     ids, names, arrays, meta = read_layers(path)
     assert names == ["block_01", "block_02", "final"] and meta["reference_layer"] == "final"
     assert np.array_equal(arrays[-1], read_embeddings(path)[1])
@@ -345,9 +399,10 @@ def _readme_commands(repo) -> list[list[str]]:
 
 
 def _rebuild_table(repo) -> dict:
-    """The README's rebuild table: each target file (braces expanded) -> the rule it names."""
-    text = (repo / "README.md").read_text()
-    section = text.split("## Rebuilding one figure or table", 1)[1].split("```", 1)[0]
+    """The rebuild table (docs/outputs.md, linked from the README): each target file (braces expanded) ->
+    the rule it names."""
+    text = (repo / "docs" / "outputs.md").read_text()
+    section = re.split(r"^## ", text.split("## Rebuilding one figure or table", 1)[1], flags=re.M)[0]
     targets = {}
     for row in re.findall(r"^\| (`results/.*)$", section, re.M):
         cells = [c.strip() for c in row.split("|")]

@@ -139,9 +139,11 @@ def _check_weights(config: dict, specs: dict) -> None:
     for name, spec in specs.items():
         key = f"config key models[{entries.get(spec.control_of or name, 0)}]"
         if config["model_weights"] == "mini" and not (spec.mini or spec.is_control or spec.weights == "package"
-                                                      or (spec.hub_id and is_local(spec.hub_id))):
+                                                      or is_local(spec.hub_id)):
             raise ConfigError(f"{key}: {name} has no mini configuration, so the embedded default cannot make it "
                               f"offline: give a local folder as its hub_id, or run with model_weights: hub")
+        if config["model_weights"] == "hub" and not (spec.hub_id or spec.is_control or spec.weights == "package"):
+            raise ConfigError(f"{key}: {name} has no hub_id, so model_weights 'hub' cannot fetch it")
         if config["model_weights"] == "released" and (spec.released is None or spec.is_control):
             raise ConfigError(f"{key}: no released embeddings of {name} (the released preset reads the families "
                               "the Platonic Universe team released)")

@@ -18,8 +18,9 @@ from .io import save_dataset
 log = logging.getLogger(__name__)
 
 
-def is_local(source: str) -> bool:
-    return Path(source).exists()
+def is_local(source: str | None) -> bool:
+    """A folder or file on this machine (else a Hub id or URL; None: no source at all)."""
+    return bool(source) and Path(source).exists()
 
 
 def resolve_revision(source: str, revision: str | None) -> str:

@@ -347,7 +347,7 @@ def check_models(found: Findings, config: dict, list_files=hub_model_files, chec
         if spec.weights == "package":
             row.update(repository="(pip package)", revision="", status="ok (installed with the environment)")
             continue
-        local = spec.hub_id and is_local(spec.hub_id)
+        local = is_local(spec.hub_id)
         if config["model_weights"] != "hub" and not local:
             row.update(repository="(made here)", revision="", status="ok (model_weights: mini)")
             continue
@@ -427,7 +427,7 @@ def check_released(found: Findings, config: dict, list_files=hub_dataset_files) 
 
 
 def run_preflight(config: dict, sample_rows: int = 32, timeout_s: float = 20.0, list_files=hub_model_files,
-                  ) -> Findings:
+                  check_access=hub_model_access) -> Findings:
     """Every check of the configured run; raises PreflightError at once if a needed source is unreachable."""
     found = Findings()
     remote = needs_network(config, models=list_files is hub_model_files)
@@ -486,7 +486,7 @@ def run_preflight(config: dict, sample_rows: int = 32, timeout_s: float = 20.0, 
         if len(found.problems) > n_before:
             row["status"] = "problem"
     check_morphology_catalogue(found, config, timeout_s)
-    check_models(found, config, list_files)
+    check_models(found, config, list_files, check_access)
     return found
 
 

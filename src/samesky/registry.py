@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,10 +96,25 @@ class ModelSpec:
     def bytes_per_param(self) -> int:
         return 2 if self.dtype == "bfloat16" else 4
 
-    def gpu_mem_mb(self) -> int:
-        """GPU memory a job needs: the weights in their GPU dtype, plus as much again for activations and
-        the allocator, plus 2 GB (a ViT-B asks ~3 GB, a 28B vision-language model in bf16 ~114 GB)."""
-        return int(2000 + self.params_m * self.bytes_per_param * 2)
+    def tokens(self) -> int:
+        """Tokens per object, roughly: one per 14-pixel patch of the input (a video model's frames in pairs,
+        its tubelets); a spectrum one per 10 pixels, as Specformer's windows."""
+        size = self.input_size or 224
+        if self.modality == "spectrum":
+            return size // 10
+        return math.ceil(size / 14) ** 2 * max(1, (self.frames or 1) // 2)
+
+    def gflops_per_object(self) -> float:
+        """A forward pass's cost, roughly 2 x parameters x tokens: for run-time requests, not science."""
+        return 2 * self.params_m * 1e6 * self.tokens() / 1e9
+
+    def gpu_mem_mb(self, batch: int = 128) -> int:
+        """GPU memory of an embedding job at this batch size: the weights in their GPU dtype and a quarter
+        more, the activations (80 kB a token for vision encoders; 0.5 MB for a vision-language model, whose
+        every layer's hidden state is kept for the masked mean), plus 2 GB. Fitted to peaks measured on an
+        H200 at batch 256 (docs/models.md): ViT-B 3 GB, SigLIP-so400m 12 GB, V-JEPA 2 giant 42 GB."""
+        per_token = 0.5 if self.pooling == "masked_mean" else 0.08
+        return int(2000 + 1.25 * self.params_m * self.bytes_per_param + batch * self.tokens() * per_token)
 
 
 @functools.cache
@@ -125,7 +141,10 @@ def _family_entry(entry: dict, key: str) -> dict:
         raise ConfigError(f"config key {key}.family: '{family}': names ending in '{CONTROL_SUFFIX}' are the random "
                           f"controls' (set random_control: true on '{family.removesuffix(CONTROL_SUFFIX)}')")
     merged = {**FAMILY_DEFAULTS, **{k: v for k, v in base.items() if k != "sizes"}}
-    merged.update({k: v for k, v in entry.items() if k not in ("family", "sizes", "only_pairs")})
+    overrides = {k: v for k, v in entry.items() if k not in ("family", "sizes", "only_pairs")}
+    merged.update(overrides)
+    # precedence: the zoo's family keys, its sizes' keys, the config's family keys, the config's size keys
+    base["sizes"] = {size: {k: v for k, v in own.items() if k not in overrides} for size, own in base["sizes"].items()}
     sizes = entry["sizes"]
     if isinstance(sizes, dict):  # sizes defined or extended by the config
         chosen = {}
@@ -149,9 +168,11 @@ def _family_entry(entry: dict, key: str) -> dict:
 def _spec(family: str, size: str, fam: dict, key: str, only_pairs) -> ModelSpec:
     own = fam["sizes"][size]
     values = {k: own.get(k, fam[k]) for k in FAMILY_DEFAULTS if k not in ("random_control", "mini")}
-    for needed in ("hub_id", "params_m"):
-        if own.get(needed) is None and not (needed == "hub_id" and values["weights"] == "package"):
-            raise ConfigError(f"config key {key}.sizes.{size}.{needed}: model {family}-{size} needs one")
+    if own.get("params_m") is None:
+        raise ConfigError(f"config key {key}.sizes.{size}.params_m: model {family}-{size} needs one")
+    if own.get("hub_id") is None and values["weights"] != "package" and not own.get("mini"):
+        raise ConfigError(f"config key {key}.sizes.{size}.hub_id: model {family}-{size} needs one (or a mini "
+                          "configuration, for the embedded default alone)")
     if values["pooling"] is None:
         raise ConfigError(f"config key {key}.pooling: model family '{family}' needs a pooling (docs/models.md)")
     if values["needs_remote_code"] and not values["trust_remote_code"]:

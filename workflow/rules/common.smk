@@ -184,7 +184,8 @@ def shared_weights_spec(wildcards):
 
 
 def model_mem_mb(wildcards):
-    return 2000 + int(MODELS[wildcards.model].params_m * 8)
+    """Making a mini model, downloading one or writing a control's manifest: no model-sized memory."""
+    return 4000
 
 
 def resampled_survey(wildcards):
@@ -266,16 +267,25 @@ def embed_threads():
 
 
 def embed_mem_mb(wildcards):
-    return 8000 + int(MODELS[wildcards.model].params_m * 8)
+    """Host memory: the job's data and one copy of the weights in their dtype (a GPU job loads them straight
+    onto the device)."""
+    spec = MODELS[wildcards.model]
+    return 8000 + int(spec.params_m * spec.bytes_per_param)
 
 
 def embed_gpu_mem_mb(wildcards):
-    return MODELS[wildcards.model].gpu_mem_mb()
+    return MODELS[wildcards.model].gpu_mem_mb(config["embedding"]["batch_size"])
 
 
 def embed_runtime(wildcards):
-    """Minutes for every side of one model (the paper's largest pair has 102k objects a side)."""
-    return 30 + int(MODELS[wildcards.model].params_m / 10) * len(model_sides(wildcards.model))
+    """Minutes for every side of one model: 30, plus its forward passes over 102k objects a side (the
+    paper's largest pair; a bound for the others) at 50 TFLOP/s, a bf16 rate current data-centre GPUs
+    sustain (ModelSpec.gflops_per_object): under an hour for a ViT-B, hours for the largest vision models,
+    days for the 10-28B vision-language models, past many queues' limits: give those fewer sides
+    (only_pairs), or set their runtime in the profile (docs/models.md)."""
+    spec = MODELS[wildcards.model]
+    seconds = len(model_sides(wildcards.model)) * 102_000 * spec.gflops_per_object() * 1e9 / 50e12
+    return 30 + int(seconds / 60)
 
 
 # Released embeddings (model_weights: released) -------------------------------------------------------

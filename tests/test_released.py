@@ -26,7 +26,7 @@ def _lists(x):
     return pa.array(list(x.astype(np.float32)), type=pa.list_(pa.float32()))
 
 
-def write_released(root, scrambled=(), with_ids=(), n=N, seed=0):
+def write_released(root, scrambled=(), with_ids=(), n=N, seed=0, models=IMAGE_MODELS):
     """``{mode}/{model}_{size}.parquet`` as platonic-universe's experiments.py writes them (polars there,
     pyarrow here: one list column per side, named ``{model}_{size without leading zeros}_{survey}``). Every model sees the
     same objects through its own random projection; ``scrambled`` (mode, family, size) files get one side's
@@ -36,7 +36,7 @@ def write_released(root, scrambled=(), with_ids=(), n=N, seed=0):
     spectra = latent @ rng.normal(size=(6, 24)) + 0.3 * rng.normal(size=(n, 24))  # one precomputed set
     for mode in ("jwst", "desi"):
         (root / mode).mkdir(parents=True, exist_ok=True)
-        for family, size in IMAGE_MODELS:
+        for family, size in models:
             spec = get_spec(family, size)
             hsc = latent @ rng.normal(size=(6, 32)) + 0.3 * rng.normal(size=(n, 32))
             other = spectra if mode == "desi" else latent @ rng.normal(size=(6, 32)) + 0.3 * rng.normal(size=(n, 32))
@@ -101,7 +101,9 @@ def test_the_workflow_rebuilds_tables_1_2_and_figure_1_from_released_files_refus
     work = tmp_path / "samesky"
     shutil.copytree(repo, work, ignore=shutil.ignore_patterns(".venv", "results", "resources", ".snakemake", ".git",
                                                               "*.egg-info"))
-    write_released(work / "resources" / "pu-embeddings", scrambled={("jwst", "dinov2", "base")})
+    # a newer family of the peer's code (issue 30) beside the paper's: clip_{base,large} files
+    write_released(work / "resources" / "pu-embeddings", scrambled={("jwst", "dinov2", "base")},
+                   models=[*IMAGE_MODELS, ("clip", "base"), ("clip", "large")])
     local = {
         "released_embeddings": {"source": "resources/pu-embeddings", "revision": "main",
                                 "audit": {"k": 10, "n_permutations": 100, "alpha": 0.01}},
@@ -110,7 +112,7 @@ def test_the_workflow_rebuilds_tables_1_2_and_figure_1_from_released_files_refus
                   {"name": "desi_hsc", "dataset": "desi_hsc_crossmatched", "reference_survey": "hsc",
                    "other_survey": "desi"}],
         "models": [{"family": "dinov2", "sizes": ["small", "base"]}, {"family": "astropt", "sizes": ["small", "base"]},
-                   {"family": "specformer", "sizes": ["base"]}],
+                   {"family": "clip", "sizes": ["base", "large"]}, {"family": "specformer", "sizes": ["base"]}],
         "alignment": {"n_permutations": 50, "threads": 1, "hsc_pair": "jwst_hsc",
                       "size_curves": {"seeds": [0], "smallest": 64, "decomposition_model": "dinov2-small"}},
     }
@@ -120,10 +122,10 @@ def test_the_workflow_rebuilds_tables_1_2_and_figure_1_from_released_files_refus
     assert ("embeddings/jwst_hsc/dinov2-base.parquet (jwst/dino_base.parquet): refused, its rows are not paired "
             "(NOT paired (score inside the null") in failed.stderr
     audit = pd.read_csv(work / "results/released/tables/released_audit.csv")
-    assert len(audit) == 8 and (audit["verdict"] == "paired").sum() == 7
+    assert len(audit) == 12 and (audit["verdict"] == "paired").sum() == 11
     assert audit.loc[audit["model"] == "dinov2-base", "pair"].tolist() == ["jwst_hsc", "desi_hsc"]
 
-    # the reviewer leaves the scrambled model out: the tables come out of the seven good files
+    # the reviewer leaves the scrambled model out: the tables come out of the eleven good files
     local["models"][0]["sizes"] = ["small"]
     (work / "local.yaml").write_text(yaml.safe_dump(local))
     done = _snakemake(work)
@@ -134,3 +136,4 @@ def test_the_workflow_rebuilds_tables_1_2_and_figure_1_from_released_files_refus
     scores = pd.read_csv(work / "results/released/alignment/jwst_hsc/scores.csv")
     crossmodal = scores[(scores["kind"] == "crossmodal") & (scores["k"] == 10)]
     assert (crossmodal["p_value"] < 0.05).all() and len(table2) > 0
+    assert set(table2.loc[table2["family"] == "clip", "size"]) == {"base", "large"}  # read like the paper's families

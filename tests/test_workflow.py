@@ -151,7 +151,36 @@ def test_dry_run_of_the_released_embeddings_preset(workdir):
         assert all("/embeddings/" in path for path in job["input"]), job["input"]
 
 
-@pytest.mark.parametrize("extra", [[], ["--configfile", "config/paper.yaml"], ["--configfile", "config/released.yaml"]])
+def test_the_paper_zoo_has_one_embedding_job_per_model_size_and_control(workdir):
+    """config/paper_zoo.yaml after config/paper.yaml: every size of every family (52) and the random control
+    beside each up to 7B (43) get one embedding job; a control's model folder is made from its learned
+    model's folder (no download), and it reads what its learned model reads."""
+    import yaml
+
+    from samesky.registry import model_specs
+
+    dry = _snakemake(["-n", "--configfile", "config/paper.yaml", "config/paper_zoo.yaml"], workdir)
+    with open(workdir / "config" / "paper_zoo.yaml") as fh:
+        specs = model_specs(yaml.safe_load(fh)["models"])
+    embeds = {re.search(r"embeddings/([\w.-]+)$", job["output"][0]).group(1): job["input"] for job in _jobs(dry, "embed")}
+    assert set(embeds) == set(specs) and len(specs) == 95
+    controls = {name: spec for name, spec in specs.items() if spec.is_control}
+    assert len(controls) == 43 and not any(s.family in ("paligemma2", "llava", "llavaov") for s in controls.values())
+    fetches = {re.search(r"models/([\w.-]+)$", job["output"][0]).group(1): job.get("input", [])
+               for job in _jobs(dry, "fetch_model")}
+    for name, spec in controls.items():
+        assert fetches[name] == [f"resources/paper/models/{spec.control_of}"]  # its learned model, not the Hub
+        learned_inputs = set(embeds[spec.control_of]) - {f"resources/paper/models/{spec.control_of}"}
+        assert set(embeds[name]) - learned_inputs == {f"resources/paper/models/{name}",
+                                                      f"resources/paper/models/{spec.control_of}"}
+    new = {"clip", "dinov3", "vitmae", "vjepa2", "aion", "siglip", "msn", "resnet", "efficientnet", "paligemma2", "llava",
+           "llavaov"}
+    assert {s.family for s in specs.values()} >= new
+
+
+@pytest.mark.parametrize("extra", [[], ["--configfile", "config/paper.yaml"], ["--configfile", "config/released.yaml"],
+                                   ["--configfile", "config/zoo.yaml"],
+                                   ["--configfile", "config/paper.yaml", "config/paper_zoo.yaml"]])
 def test_lint_is_clean(workdir, extra):
     out = _snakemake(["--lint"] + extra, workdir)
     assert "Congratulations, your workflow is in a good condition!" in out

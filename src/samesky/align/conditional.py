@@ -309,12 +309,23 @@ def delta_trend_tests(deltas: pd.DataFrame) -> pd.DataFrame:
     - bootstrap: the same steps read with their paired object-bootstrap CIs: how many are significantly up
       (CI above 0), significantly down, or inconclusive, and the binomial test on the decided steps only
       (significant increases among significant changes).
+
+    Random-weights controls (family ``<family>_random``) stay out of these groups; where they ran, the same
+    groups over the controls and over the learned families they mirror follow (as ``tables.trend_tests``).
     """
+    from ..registry import CONTROL_SUFFIX
     from .stats import trend_test
 
-    groups = [(f"pair:{p}", deltas["pair"] == p) for p in dict.fromkeys(deltas["pair"])]
-    groups += [("crossmodal", deltas["side"].isin(["jwst", "legacysurvey", "desi"])),
-               ("crossmodal_sdss", deltas["side"] == "sdss")]
+    control = deltas["family"].str.endswith(CONTROL_SUFFIX) if len(deltas) else pd.Series(dtype=bool)
+    sets = [("", ~control)]
+    if control.any():
+        twins = {f.removesuffix(CONTROL_SUFFIX) for f in deltas.loc[control, "family"]}
+        sets += [(": learned, with a control", deltas["family"].isin(twins)), (": random controls", control)]
+    groups = []
+    for suffix, members in sets:
+        groups += [(f"pair:{p}{suffix}", members & (deltas["pair"] == p)) for p in dict.fromkeys(deltas["pair"])]
+        groups += [("crossmodal" + suffix, members & deltas["side"].isin(["jwst", "legacysurvey", "desi"])),
+                   ("crossmodal_sdss" + suffix, members & (deltas["side"] == "sdss"))]
     rows = []
     for name, mask in groups:
         sub = deltas[mask]

@@ -355,6 +355,7 @@ def test_the_zoo_and_every_layer_reach_the_tables_figure_1_the_trend_tests_and_t
     assert image_models <= set(best["model_b"]) | set(best["model_a"])
     depth = best.drop_duplicates("model_b").set_index("model_b")["layers_b"]  # layers of each model
     assert depth["efficientnet-lite0"] == 8 and depth["llava-7b"] == 2  # 7 stages + head; 2 language layers
+    assert depth["aion-base"] == 2  # a flux model's layers too: its 2 encoder blocks
     record = json.loads((work / "results" / "embeddings" / "galaxyvit-tiny" / "jwst_hsc" / "hsc.provenance.json")
                         .read_text())
     assert record["model"]["weights"] == "local" and record["model"]["revision"].startswith("sha256:")

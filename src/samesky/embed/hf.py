@@ -28,7 +28,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
 
-import numpy as np
 import torch
 
 from .families import LoadedModel
@@ -350,8 +349,3 @@ def _set_processor_class(folder: Path, name: str) -> None:
     settings["processor_class"] = name
     path.write_text(json.dumps(settings, indent=2, sort_keys=True))
 
-
-def embed_batch_numpy(model: HFVisionModel, rgb: np.ndarray) -> np.ndarray:
-    """One batch of (B, H, W, 3) uint8 straight to embeddings (tests and benchmarks)."""
-    with torch.inference_mode():
-        return model.embed(model.prepare_images(torch.as_tensor(rgb))).float().numpy()

@@ -122,18 +122,20 @@ def _reference(layer_arrays: list[np.ndarray], model: LoadedModel) -> np.ndarray
 
 
 def embed_images(ds, column: str, survey: str, model: LoadedModel, batch_size: int = 64, device="auto",
-                 bf16: bool = True, scaling_images: int = 10_000, progress: bool = True, workers: int = 2):
-    """Embeddings of the images in ``ds[column]``; returns (ids, float32 array, per-object frame, meta).
-    The workflow prepares the RGB once per (pair, side) instead (``prepare_rgb``, then ``embed_prepared``)."""
+                 bf16: bool = True, scaling_images: int = 10_000, progress: bool = True, workers: int = 2,
+                 layers: bool = False):
+    """Embeddings of the images in ``ds[column]``; returns (ids, float32 array, per-object frame, meta), and
+    with ``layers`` every layer's array as a fifth item. The workflow prepares the RGB once per (pair, side)
+    instead (``prepare_rgb``, then ``embed_prepared``); flux models (AstroCLIP, AION) come here."""
     device = pick_device(device) if isinstance(device, str) else device
     if model.flux_bands is not None:
-        return _embed_flux_images(ds, column, survey, model, batch_size, device, bf16, progress)
+        return _embed_flux_images(ds, column, survey, model, batch_size, device, bf16, progress, layers)
     prepared = prepare_rgb(ds, column, survey, scaling_images, progress=progress)
-    return embed_prepared(prepared, model, batch_size, device, bf16, workers, progress)
+    return embed_prepared(prepared, model, batch_size, device, bf16, workers, progress, layers)
 
 
 def _embed_flux_images(ds, column: str, survey: str, model: LoadedModel, batch_size: int, device, bf16: bool,
-                       progress: bool):
+                       progress: bool, layers: bool = False):
     """Images for a model that takes calibrated flux and does its own scaling (AstroCLIP's encoders, AION):
     no dataset-wide percentiles; bad pixels (mask, NaN, inf) are set to zero flux and counted."""
     bands = model.flux_bands_for(survey)
@@ -154,9 +156,10 @@ def _embed_flux_images(ds, column: str, survey: str, model: LoadedModel, batch_s
             bar.update(len(batch_ids))
             if fluxes:
                 inputs = {k: v.to(device) for k, v in model.prepare_flux(np.stack(fluxes), survey).items()}
-                chunks.append(model.embed(inputs).float().cpu().numpy())
+                chunks.append(_outputs(model, inputs, layers))
     bar.close()
-    emb = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+    out = _stack(chunks, layers)
+    emb = _reference(out, model) if layers else out
     meta = {"preprocessing": {"flux": {"bands": list(bands), **model.flux_preprocessing},
                               "bad_pixels": "set to zero flux",
                               "images_with_bad_pixels": int(np.count_nonzero(bad_counts)),
@@ -164,7 +167,10 @@ def _embed_flux_images(ds, column: str, survey: str, model: LoadedModel, batch_s
                               "skipped_objects": blank}}
     if blank:
         log.warning("%s: %d blank images (no data in %s) not embedded: %s", column, len(blank), bands, blank[:20])
-    return ids, emb.astype(np.float32), pd.DataFrame({"object_id": ids, "n_bad_pixels": bad_counts}), meta
+    frame = pd.DataFrame({"object_id": ids, "n_bad_pixels": bad_counts})
+    if layers:
+        return ids, emb.astype(np.float32), frame, meta, out
+    return ids, emb.astype(np.float32), frame, meta
 
 
 def embed_spectra(ds, column: str, model: LoadedModel, batch_size: int = 32, device="auto", bf16: bool = True,

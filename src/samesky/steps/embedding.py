@@ -131,8 +131,9 @@ def embed(inputs, outputs, settings, record):
             else:
                 ds = load_dataset_dir(source)
                 log.info("%s on %s %s: %d objects, device %s", spec.name, pair, survey, len(ds), device)
-                if modality_of(survey) == "image":  # image flux, scaled by the model itself (AstroCLIP)
-                    ids, emb, extra, meta = embed_images(ds, f"{survey}_image", survey, side_model, **common)
+                if modality_of(survey) == "image":  # image flux, scaled by the model itself (AstroCLIP, AION)
+                    ids, emb, extra, meta, *layer_arrays = embed_images(ds, f"{survey}_image", survey, side_model,
+                                                                        layers=layered, **common)
                 else:
                     ids, emb, extra, meta, *layer_arrays = embed_spectra(ds, f"{survey}_spectrum", side_model,
                                                                          layers=layered, **common)

@@ -54,11 +54,12 @@ def pair_surveys(pair, datasets: dict) -> tuple[str, str]:
     return datasets[pair["reference_dataset"]]["survey"], datasets[pair["other_dataset"]]["survey"]
 
 
-def embedding_jobs(config: dict, pair: str | None = None) -> list[tuple[str, str, str]]:
+def embedding_jobs(config: dict, pair: str | None = None, specs: dict | None = None) -> list[tuple[str, str, str]]:
     """(pair, survey, model) for every side of every pair (or of ``pair``) and every configured model size
-    that reads its data: the model's modality, the surveys it reads, its ``only_pairs``."""
+    that reads its data: the model's modality, the surveys it reads, its ``only_pairs``. ``specs``: the
+    run's model specs where the caller has them already (``model_specs(config["models"])``)."""
     datasets = {d["name"]: d for d in config["datasets"]}
-    specs = model_specs(config["models"])
+    specs = specs if specs is not None else model_specs(config["models"])
     return [
         (p["name"], survey, name)
         for p in config["pairs"] if pair is None or p["name"] == pair
@@ -91,15 +92,14 @@ def check_config(config: dict) -> None:
                 raise ConfigError(f"config key models[{i}].only_pairs[{j}]: unknown pair '{name}'; "
                                   f"known: {sorted(pair_names)}")
     _check_weights(config, specs)
-    model_names = set(specs)
     alignment = config.get("alignment")
     aligned = {p["name"] for p in config["pairs"] if p["align"]}
     if alignment:
         curves = alignment.get("size_curves")
-        if curves and curves["decomposition_model"] not in model_names:
+        if curves and curves["decomposition_model"] not in specs:
             raise ConfigError(f"config key alignment.size_curves.decomposition_model: "
                               f"'{curves['decomposition_model']}' is not among the configured models "
-                              f"{sorted(model_names)}")
+                              f"{sorted(specs)}")
         # the per-object properties named as {source, column, only_pairs}: each only_pairs lists aligned pairs
         named = {"alignment.size_curves.classes": (curves or {}).get("classes"),
                  "alignment.conditional.redshift": (alignment.get("conditional") or {}).get("redshift")}
@@ -116,9 +116,9 @@ def check_config(config: dict) -> None:
             raise ConfigError(f"config key alignment.hsc_pair: '{alignment['hsc_pair']}' is not a pair of the "
                               f"alignment {sorted(aligned)}")
     if config.get("probes"):
-        _check_probes(config["probes"], config, model_names)
+        _check_probes(config["probes"], config, specs)
     if config.get("downstream"):
-        _check_downstream(config["downstream"], config)
+        _check_downstream(config["downstream"], config, specs)
     audit = (config.get("released_embeddings") or {}).get("audit")
     if audit and 1 / (audit["n_permutations"] + 1) > audit["alpha"]:
         raise ConfigError(f"config key released_embeddings.audit.n_permutations: {audit['n_permutations']} permutations "
@@ -231,7 +231,7 @@ def _check_pretraining(config: dict, datasets: dict) -> None:
                           f"'{d['survey']}' has grid '{mini_surveys[d['survey']]['grid']}')")
 
 
-def _check_probes(probes: dict, config: dict, model_names: set) -> None:
+def _check_probes(probes: dict, config: dict, specs: dict) -> None:
     pair = next((p for p in config["pairs"] if p["name"] == probes["pair"]), None)
     if pair is None:
         raise ConfigError(f"config key probes.pair: unknown pair '{probes['pair']}'")
@@ -242,10 +242,10 @@ def _check_probes(probes: dict, config: dict, model_names: set) -> None:
         entries += [(f"{key}[{i}]", e) for i, e in enumerate(probes[key])]
     for key, entry in entries:
         ref = EmbeddingRef.of(entry)
-        if ref.survey not in sides or ref.model not in model_names:
+        if ref.survey not in sides or ref.model not in specs:
             raise ConfigError(f"config key probes.{key}: {ref.label} is not a side of pair {probes['pair']} "
                               f"{list(sides)} with a configured model")
-        spec = model_specs(config["models"])[ref.model]
+        spec = specs[ref.model]
         reads = spec.modality == modality_of(ref.survey) and spec.reads_survey(ref.survey)
         if not reads or (spec.only_pairs and pair["name"] not in spec.only_pairs):
             raise ConfigError(f"config key probes.{key}: {ref.label}: model {ref.model} does not embed "
@@ -265,12 +265,12 @@ def _check_probes(probes: dict, config: dict, model_names: set) -> None:
         raise ConfigError("config key probes.catalogue: source 'mini_universe' needs a 'mini_universe' section")
 
 
-def _check_downstream(down: dict, config: dict) -> None:
+def _check_downstream(down: dict, config: dict, specs: dict) -> None:
     """Issue 18's pairs and models: each pair exists, has the sides its task needs, and each named model
     embeds the side it is named for."""
     pairs = {p["name"]: p for p in config["pairs"]}
     datasets = {d["name"]: d for d in config["datasets"]}
-    jobs = set(embedding_jobs(config))
+    jobs = set(embedding_jobs(config, specs=specs))
 
     def sides(key, name):
         if name not in pairs:

@@ -243,7 +243,7 @@ def side_needs(config: dict) -> dict:
 
     needs: dict = {}
     specs = specs_of(config)
-    for pair, survey, model in embedding_jobs(config):
+    for pair, survey, model in embedding_jobs(config, specs=specs):
         spec = specs[model]
         bands = needs.setdefault((pair, survey), [])
         if spec.takes == "rgb":
@@ -410,7 +410,7 @@ def check_released(found: Findings, config: dict, list_files=hub_dataset_files) 
                       f"cannot list its files: {_reason(exc)}")
         return
     specs = specs_of(config)
-    needed = dict.fromkeys((p, m) for p, _, m in embedding_jobs(config) if specs[m].modality == "image")
+    needed = dict.fromkeys((p, m) for p, _, m in embedding_jobs(config, specs=specs) if specs[m].modality == "image")
     pairs = {p["name"]: p for p in config["pairs"]}
     for pair_name, model in needed:  # as the workflow's released_files: each image model's file of each pair
         spec = specs[model]

@@ -124,22 +124,32 @@ def zoo() -> dict:
         return yaml.safe_load(fh)
 
 
+def is_control_family(family: str) -> bool:
+    """A random-weights control's family (``<family>_random``), as tables and trend tests read it."""
+    return family.endswith(CONTROL_SUFFIX)
+
+
+def learned_family(family: str) -> str:
+    """The learned family a control mirrors (``dinov2_random`` -> ``dinov2``); any other family itself."""
+    return family.removesuffix(CONTROL_SUFFIX)
+
+
 def family_label(family: str, labels: dict | None = None) -> str:
     """How tables name a family: its label (the config's, else the zoo's: AstroPTv2, DINOv2; else its name),
     with '(random)' after a control's."""
-    base = family.removesuffix(CONTROL_SUFFIX)
+    base = learned_family(family)
     own = labels[base] if labels and base in labels else None  # labels may be a step's strict Settings
     label = own or (zoo().get(base) or {}).get("label") or base
-    return f"{label} (random)" if family.endswith(CONTROL_SUFFIX) else label
+    return f"{label} (random)" if is_control_family(family) else label
 
 
 def _family_entry(entry: dict, key: str) -> dict:
     """The zoo's entry of a config entry's family with the config's keys over it; sizes as a mapping."""
     family = entry["family"]
     base = copy.deepcopy(zoo().get(family) or {"sizes": {}})
-    if family.endswith(CONTROL_SUFFIX):
+    if is_control_family(family):
         raise ConfigError(f"config key {key}.family: '{family}': names ending in '{CONTROL_SUFFIX}' are the random "
-                          f"controls' (set random_control: true on '{family.removesuffix(CONTROL_SUFFIX)}')")
+                          f"controls' (set random_control: true on '{learned_family(family)}')")
     merged = {**FAMILY_DEFAULTS, **{k: v for k, v in base.items() if k != "sizes"}}
     overrides = {k: v for k, v in entry.items() if k not in ("family", "sizes", "only_pairs")}
     merged.update(overrides)

@@ -167,12 +167,16 @@ def _shared_downloads():
 SHARED_DOWNLOADS = _shared_downloads()
 
 
+def learned_model(model):
+    """A random control's learned model folder, whose configuration gives its architecture ({} otherwise)."""
+    control_of = MODELS[model].control_of
+    return {"learned": model_dir(control_of)} if control_of else {}
+
+
 def fetch_model_inputs(wildcards):
-    """The shared download a model's folder points into, where it has one; a random control's learned model,
-    whose architecture it rebuilds."""
-    control_of = MODELS[wildcards.model].control_of
-    if control_of:
-        return {"learned": model_dir(control_of)}
+    """The shared download a model's folder points into, where it has one; a random control's learned model."""
+    if MODELS[wildcards.model].control_of:
+        return learned_model(wildcards.model)
     for folder, names in SHARED_DOWNLOADS.items():
         if wildcards.model in names:
             return {"shared": f"{RESOURCES}/models/shared/{folder}"}
@@ -195,7 +199,7 @@ def resampled_survey(wildcards):
 
 def embedding_jobs(pair=None):
     """(pair, survey, model) for every side of every pair and every model size that reads its data."""
-    return config_embedding_jobs(config, pair)
+    return config_embedding_jobs(config, pair, MODELS)
 
 
 def model_sides(model):
@@ -233,9 +237,8 @@ def prepared_images(pair, survey):
 def embedding_inputs(wildcards):
     """The model, and what it reads of each side it embeds, in the order of ``embedding_sides``: the
     prepared RGB images (rgb models), or the pair dataset (image flux, spectra); each with its record."""
-    inputs = {"model": model_dir(wildcards.model), "images": [], "objects": [], "datasets": [], "provenance": []}
-    if MODELS[wildcards.model].control_of:  # a control reads its learned model's configuration
-        inputs["learned"] = model_dir(MODELS[wildcards.model].control_of)
+    inputs = {"model": model_dir(wildcards.model), "images": [], "objects": [], "datasets": [], "provenance": [],
+              **learned_model(wildcards.model)}  # a control reads its learned model's configuration
     for pair, survey in model_sides(wildcards.model):
         if MODELS[wildcards.model].takes == "rgb":
             files = prepared_images(pair, survey)
@@ -267,8 +270,8 @@ def embed_threads():
 
 
 def embed_mem_mb(wildcards):
-    """Host memory: the job's data and one copy of the weights in their dtype (a GPU job loads them straight
-    onto the device)."""
+    """Host memory: the job's data and one copy of the weights in their GPU dtype (loaded on the host, then
+    moved to the device)."""
     spec = MODELS[wildcards.model]
     return 8000 + int(spec.params_m * spec.bytes_per_param)
 

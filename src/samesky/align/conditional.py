@@ -313,13 +313,13 @@ def delta_trend_tests(deltas: pd.DataFrame) -> pd.DataFrame:
     Random-weights controls (family ``<family>_random``) stay out of these groups; where they ran, the same
     groups over the controls and over the learned families they mirror follow (as ``tables.trend_tests``).
     """
-    from ..registry import CONTROL_SUFFIX
+    from ..registry import is_control_family, learned_family
     from .stats import trend_test
 
-    control = deltas["family"].str.endswith(CONTROL_SUFFIX) if len(deltas) else pd.Series(dtype=bool)
+    control = deltas["family"].map(is_control_family).astype(bool) if len(deltas) else pd.Series(dtype=bool)
     sets = [("", ~control)]
     if control.any():
-        twins = {f.removesuffix(CONTROL_SUFFIX) for f in deltas.loc[control, "family"]}
+        twins = {learned_family(f) for f in deltas.loc[control, "family"]}
         sets += [(": learned, with a control", deltas["family"].isin(twins)), (": random controls", control)]
     groups = []
     for suffix, members in sets:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import write_figure
-from ..registry import CONTROL_SUFFIX, family_label
+from ..registry import family_label, is_control_family, learned_family
 from .stats import count_increases, trend_test
 
 DATASET_LABELS = {"jwst": "JWST", "legacysurvey": "Legacy", "hsc": "HSC", "desi": "DESI", "sdss": "SDSS"}
@@ -42,20 +42,16 @@ def crossmodal_table(scores: pd.DataFrame, k: int, measure: str = "mknn") -> pd.
     return pd.concat([table, pd.DataFrame([null_row])], ignore_index=True)[["family", "size", "params_m", *cols]]
 
 
-def is_control(family: str) -> bool:
-    return family.endswith(CONTROL_SUFFIX)
-
-
 def trend_tests(scores: pd.DataFrame, k: int) -> pd.DataFrame:
     """Binomial tests on the count of increases with size (the Platonic Universe's grouping), over the
     study's models; where random-weights controls ran, the same tests over the controls and over the
     learned families they mirror ('intramodal: random controls', 'intramodal: learned, with a control'),
     so a trend is read against what the architectures alone give."""
     families = set(scores["family"])
-    controls = {f for f in families if is_control(f)}
+    controls = {f for f in families if is_control_family(f)}
     groups = [("", families - controls)]
     if controls:
-        groups += [(": learned, with a control", {f.removesuffix(CONTROL_SUFFIX) for f in controls}),
+        groups += [(": learned, with a control", {learned_family(f) for f in controls}),
                    (": random controls", controls)]
     rows = []
     for suffix, members in groups:
@@ -137,14 +133,14 @@ def figure1(scores: pd.DataFrame, k: int, path, labels: dict | None = None) -> N
     fig, axes = plt.subplots(1, len(sides), figsize=(3.6 * len(sides), 3.2), squeeze=False)
     for ax, side in zip(axes[0], sides):
         sub = cross[cross["side"] == side]
-        learned = sorted(f for f in set(sub["family"]) if not is_control(f))
+        learned = sorted(f for f in set(sub["family"]) if not is_control_family(f))
         colours = {f: f"C{i % 10}" for i, f in enumerate(learned)}
         for family, fam in sub.groupby("family"):
             fam = fam.sort_values("params_m")
-            base = family.removesuffix(CONTROL_SUFFIX)
+            base = learned_family(family)
             colour = colours.get(base) or colours.setdefault(base, f"C{len(colours) % 10}")
             ax.plot(fam["params_m"], fam["mknn"] * 100, marker="o", color=colour,
-                    ls="--" if is_control(family) else "-", label=family_label(family, labels))
+                    ls="--" if is_control_family(family) else "-", label=family_label(family, labels))
         ax.axhspan(0, sub["null_q975"].max() * 100, color="0.85", zorder=0, label="π (null, 97.5%)")
         ax.axhline(sub["null_mean"].mean() * 100, color="0.5", lw=0.8, ls="--")
         ax.set_xscale("log")

@@ -30,7 +30,7 @@ from typing import Callable
 
 import torch
 
-from .families import LoadedModel
+from .families import LoadedModel, is_control, random_weights
 from .transforms import ProcessorTransform
 
 log = logging.getLogger(__name__)
@@ -263,10 +263,9 @@ class HFVisionModel(LoadedModel):
         quiet_transformers()
         remote = {"trust_remote_code": True} if spec.trust_remote_code else {}
         dtype = getattr(torch, spec.dtype) if device is not None and torch.device(device).type == "cuda" else torch.float32
-        if manifest.get("weights") == "random control":  # the architecture alone, seeded: nothing to read
+        if is_control(manifest):  # the architecture alone, seeded: no weights read
             config = AutoConfig.from_pretrained(folder, **remote, **spec.config_overrides)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(manifest["seed"])
+            with random_weights(manifest):
                 model = AutoModel.from_config(config, **remote)
             model = model.to(dtype)
         else:  # loaded in host memory in its GPU dtype (a 28B model in bf16: 56 GB; rule embed asks for it)

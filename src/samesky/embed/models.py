@@ -28,7 +28,7 @@ import torch
 
 from ..io import atomic_path
 from ..registry import ModelSpec
-from .families import ADAPTERS, LoadedModel, SpecformerModel, adapter_of, save_specformer
+from .families import ADAPTERS, LoadedModel, SpecformerModel, adapter_of, is_control, save_specformer
 from .specformer import load_specformer_checkpoint, pretrain
 
 log = logging.getLogger(__name__)
@@ -182,7 +182,7 @@ def load_model(model_dir: str | os.PathLike, spec: ModelSpec | None = None, devi
         raise ModelLoadError(f"{model_dir}: its {MANIFEST} records no spec; pass the model's spec")
     spec = spec or spec_from_manifest(manifest)
     folder = Path(model_dir)
-    if manifest.get("weights") == "random control":  # the learned model's folder holds the architecture
+    if is_control(manifest):  # the learned model's folder holds the architecture
         folder = (Path(model_dir) / manifest["learned"]).resolve()
         manifest = {**read_manifest(folder), **{k: manifest[k] for k in ("weights", "seed", "control_of")}}
     try:

@@ -313,8 +313,13 @@ def test_the_released_preset_checks_every_released_file_it_reads(tmp_path):
     config["pairs"] = config["pairs"][::2]  # jwst_hsc, desi_hsc: the modes written
     config["models"] = [{"family": "dinov2", "sizes": ["small", "base", "large"]}, {"family": "specformer", "sizes": ["base"]}]
     config["alignment"]["hsc_pair"] = "jwst_hsc"
-    found = run_preflight(validated(config))
-    assert found.problems == [
-        f"released embeddings dinov2-large: pair jwst_hsc: no file 'jwst/dino_large.parquet' in {tmp_path / 'pu'}@main",
-        f"released embeddings dinov2-large: pair desi_hsc: no file 'desi/dino_large.parquet' in {tmp_path / 'pu'}@main"]
+    found = run_preflight(validated(config))  # dinov2-large is not released: a note, the run goes on
+    assert found.problems == [] and len(found.notes) == 2
+    assert found.notes[0].startswith(f"released embeddings dinov2-large: pair jwst_hsc (final): not in {tmp_path / 'pu'}"
+                                     "@main (tried jwst/dino_large.parquet, jwst/jwst_dino_large.parquet, ")
     assert [r["status"] for r in found.rows["models"]].count("ok") == 4
+    config["released_embeddings"]["strict"] = True
+    found = run_preflight(validated(config))
+    assert [p.split(" (tried")[0] for p in found.problems] == [
+        f"released embeddings dinov2-large: pair jwst_hsc (final): not in {tmp_path / 'pu'}@main",
+        f"released embeddings dinov2-large: pair desi_hsc (final): not in {tmp_path / 'pu'}@main"]

@@ -140,9 +140,10 @@ def test_paper_preset_has_one_embedding_job_per_model_size_reading_each_of_its_s
 def test_dry_run_of_the_released_embeddings_preset(workdir):
     dry = _snakemake(["-n", "--configfile", "config/released.yaml"], workdir)
     counts = _job_counts(dry)
-    # 16 image model sizes x 4 pairs released files, audited once; one embeddings job per model size
-    # (Specformer's DESI and SDSS sides come from the image models' files); no download, crossmatch, model
-    assert counts == {"fetch_released": 64, "audit_released": 1, "released_embeddings": 17, "embedding_summary": 1,
+    # the repository listed once; 16 image model sizes x 4 pairs released files, audited once; one
+    # embeddings job per model size (Specformer's DESI and SDSS sides come from the image models' files);
+    # no download, crossmatch, model
+    assert counts == {"list_released": 1, "fetch_released": 64, "audit_released": 1, "released_embeddings": 17, "embedding_summary": 1,
                       "align_pair": 4, "alignment_tables": 1, "size_curves": 4, "size_curve_summary": 1, **METRIC_JOBS,
                       "all": 1}
     assert "results/released/tables/table2_crossmodal.csv" in dry and "figure1_crossmodal.pdf" in dry

@@ -144,6 +144,19 @@ def _float_rows(column):
     return col.flatten().to_numpy(zero_copy_only=False).reshape(-1, col.type.list_size).astype("float32")
 
 
+def not_released(embeddings_path: str | os.PathLike) -> bool:
+    """True for a side the released repository does not hold: no embeddings file, and a record beside
+    where it would be that says so (released_embeddings); logged, so a table's missing row is explained."""
+    path = Path(embeddings_path)
+    record = path.with_name(path.name.removesuffix(".parquet") + ".provenance.json")
+    if path.exists() or not record.exists():
+        return False
+    absent = json.loads(record.read_text()).get("not_released")
+    if absent:
+        logging.getLogger(__name__).warning("%s: not released (%s), left out", path, absent.get("tried"))
+    return bool(absent)
+
+
 def layers_path(embeddings_path: str | os.PathLike) -> Path:
     """Where an embeddings file's layers lie: ``<survey>.parquet`` -> ``<survey>.layers.parquet``."""
     path = Path(embeddings_path)

@@ -398,29 +398,45 @@ def hub_dataset_files(repo_id: str, revision: str) -> tuple[str, list[str]]:
 
 
 def check_released(found: Findings, config: dict, list_files=hub_dataset_files) -> None:
-    """model_weights released: every file the run reads is in the released repository at its revision."""
-    from .released import released_path
+    """model_weights released: every file the run reads, found in the released repository at its revision
+    among the names the peer's code uses (and in the layerwise one where the layer grids read it). A file
+    not released is a note (the run goes on without it), or a problem with ``released_embeddings.strict``."""
+    from .released import NOT_RELEASED, resolve
 
     r = config["released_embeddings"]
     datasets = {d["name"]: d for d in config["datasets"]}
-    try:
-        resolved, files = list_files(r["source"], r["revision"])
-    except Exception as exc:  # noqa: BLE001 (no such repository, revision, or access)
-        found.problem("released embeddings", f"repository {r['source']}@{r['revision']}",
-                      f"cannot list its files: {_reason(exc)}")
-        return
+    repositories = {"final": r}
+    if config["alignment"]["layers"] != "final" and r["layerwise"]:
+        repositories["layers"] = r["layerwise"]
     specs = specs_of(config)
     needed = dict.fromkeys((p, m) for p, _, m in embedding_jobs(config, specs=specs) if specs[m].modality == "image")
     pairs = {p["name"]: p for p in config["pairs"]}
-    for pair_name, model in needed:  # as the workflow's released_files: each image model's file of each pair
-        spec = specs[model]
-        path = released_path(pair_surveys(pairs[pair_name], datasets)[1], spec)
-        row = {"model": spec.name, "repository": r["source"], "revision": f"{r['revision']} -> {resolved[:12]}",
-               "files": pair_name, "weights": "released embeddings", "loads": path, "status": "ok"}
-        found.rows["models"].append(row)
-        if path not in files:
-            row["status"] = found.problem(f"released embeddings {spec.name}", f"pair {pair_name}",
-                                          f"no file '{path}' in {r['source']}@{r['revision']}")
+    for kind, repo in repositories.items():
+        try:
+            resolved, files = list_files(repo["source"], repo["revision"])
+        except Exception as exc:  # noqa: BLE001 (no such repository, revision, or access)
+            found.problem("released embeddings", f"repository {repo['source']}@{repo['revision']}",
+                          f"cannot list its files: {_reason(exc)}")
+            continue
+        for pair_name, model in needed:  # as the workflow's released_files: each image model's file of each pair
+            spec = specs[model]
+            reference, other = pair_surveys(pairs[pair_name], datasets)
+            mode = (r["modes"] or {}).get(pair_name, other)
+            hit = resolve(files, mode, spec, reference, other, layerwise=kind == "layers")
+            paths = " ".join(sorted(set(hit["paths"].values())))
+            row = {"model": spec.name, "repository": repo["source"], "revision": f"{repo['revision']} -> {resolved[:12]}",
+                   "files": f"{pair_name} ({kind})", "weights": "released embeddings", "loads": paths or "-",
+                   "status": "ok"}
+            found.rows["models"].append(row)
+            if hit["status"] == NOT_RELEASED:
+                what, where = f"released embeddings {spec.name}", f"pair {pair_name} ({kind})"
+                because = f"not in {repo['source']}@{repo['revision']} (tried {', '.join(hit['tried'])})"
+                if r["strict"]:
+                    row["status"] = found.problem(what, where, because)
+                else:
+                    row["status"] = "not released (left out)"
+                    found.notes.append(f"{what}: {where}: {because}; the run goes on without it "
+                                       "(released_embeddings.strict: true stops it)")
 
 
 # The whole check -----------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from snakemake.utils import validate
 from samesky.config import EmbeddingRef, check_config, pair_datasets, pair_surveys
 from samesky.config import embedding_jobs as config_embedding_jobs
 from samesky.registry import specs_of
-from samesky.released import released_path
 from samesky.surveys import modality_of
 from samesky.steps import STEPS
 
@@ -295,6 +294,9 @@ def embed_runtime(wildcards):
 
 
 RELEASED = config["model_weights"] == "released"
+# The layer grids read the layerwise repository where one is named (released_embeddings.layerwise)
+RELEASED_KINDS = ["final"] + (["layers"] if RELEASED and config["alignment"]["layers"] != "final"
+                              and config["released_embeddings"].get("layerwise") else [])
 
 
 def released_files():
@@ -303,34 +305,37 @@ def released_files():
     return list(dict.fromkeys((p, m) for p, _, m in embedding_jobs() if MODELS[m].modality == "image"))
 
 
-def released_file(pair, model):
-    return f"{RESOURCES}/embeddings/{pair}/{model}.parquet"
+def released_file(pair, model, kind="final"):
+    return f"{RESOURCES}/embeddings/{pair}/{model}{'.layers' if kind == 'layers' else ''}.parquet"
 
 
-def released_repo_path(wildcards):
-    """The file's path in the released repository: {mode}/{model}_{size}.parquet, the mode being the
-    survey the pair compares with HSC."""
-    return released_path(pair_surveys(PAIRS[wildcards.pair], DATASETS)[1], MODELS[wildcards.model])
+def released_mode(pair):
+    """The folder of the released repository a pair's files lie in: the survey compared with HSC, unless
+    released_embeddings.modes names another (cosmosweb for a COSMOS-Web HSC-JWST pair)."""
+    return (config["released_embeddings"].get("modes") or {}).get(pair, pair_surveys(PAIRS[pair], DATASETS)[1])
 
 
-def released_audit_files():
-    return [{"pair": p, "model": m, "reference": pair_surveys(PAIRS[p], DATASETS)[0],
-             "other": pair_surveys(PAIRS[p], DATASETS)[1]} for p, m in released_files()]
+def released_requests():
+    """Every (pair, model, kind) the run reads, with the folder and sides it is resolved by."""
+    return [{"pair": p, "model": m, "kind": kind, "mode": released_mode(p),
+             "reference": pair_surveys(PAIRS[p], DATASETS)[0], "other": pair_surveys(PAIRS[p], DATASETS)[1]}
+            for p, m in released_files() for kind in RELEASED_KINDS]
 
 
 def released_sides(model):
-    """Each side a model has, with the released file holding it: the model's own (images), or the pair's
-    first image model's (spectra)."""
-    sides = []
-    for pair, survey in model_sides(model):
-        holder = model if MODELS[model].modality == "image" else next(m for p, m in released_files() if p == pair)
-        sides.append({"pair": pair, "survey": survey, "file_model": holder,
-                      "released_path": released_path(pair_surveys(PAIRS[pair], DATASETS)[1], MODELS[holder])})
-    return sides
+    """Each side a model has, with the image models whose released files hold it, in order: the model's
+    own (images), or each of the pair's image models' (spectra: the first released one is read)."""
+    return [{"pair": pair, "survey": survey, "surveys": list(pair_surveys(PAIRS[pair], DATASETS)),
+             "holders": [model] if MODELS[model].modality == "image" else [m for p, m in released_files() if p == pair]}
+            for pair, survey in model_sides(model)]
+
+
+def released_file_keys(wildcards):
+    return [(s["pair"], h, kind) for s in released_sides(wildcards.model) for h in s["holders"] for kind in RELEASED_KINDS]
 
 
 def released_embedding_inputs(wildcards):
-    files = [released_file(s["pair"], s["file_model"]) for s in released_sides(wildcards.model)]
+    files = [released_file(*key) for key in released_file_keys(wildcards)]
     return {"files": files, "provenance": [provenance_of(f) for f in files],
             "audit": f"{RESULTS}/tables/released_audit.csv"}
 

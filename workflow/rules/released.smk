@@ -1,22 +1,44 @@
 # Released embeddings (model_weights: released, config/released.yaml): the Platonic Universe team's
-# embeddings files instead of models. Each file is fetched, every file audited (are its rows paired?), and
-# each model's sides written in the embeddings layout, so the alignment rules run on them unchanged.
+# embeddings files instead of models. The repository is listed once and each file resolved among the
+# names the peer's code uses; each file is fetched, every file audited (are its rows paired? which are not
+# released?), and each model's sides written in the embeddings layout, so the alignment rules run on them
+# unchanged.
+
+
+rule list_released:
+    output:
+        listing=f"{RESOURCES}/embeddings/released_listing.json",
+        provenance=f"{RESOURCES}/embeddings/released_listing.provenance.json",
+    params:
+        config=step_config("list_released"),
+        requests=released_requests(),
+    log:
+        f"{RESULTS}/logs/list_released.log",
+    resources:
+        runtime=10,
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/step.py"
 
 
 rule fetch_released:
+    input:
+        listing=rules.list_released.output.listing,
     output:
         file=f"{RESOURCES}/embeddings/{{pair}}/{{model}}.parquet",
         provenance=f"{RESOURCES}/embeddings/{{pair}}/{{model}}.provenance.json",
     params:
-        config=step_config("fetch_released"),
-        path=released_repo_path,
+        pair="{pair}",
+        model="{model}",
+        kind="final",
     log:
         f"{RESULTS}/logs/fetch_released/{{pair}}/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/fetch_released/{{pair}}/{{model}}.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=8000,
         runtime=30,
     conda:
         "../../envs/cpu.yaml"
@@ -24,16 +46,33 @@ rule fetch_released:
         "../scripts/step.py"
 
 
+use rule fetch_released as fetch_released_layers with:
+    output:
+        file=f"{RESOURCES}/embeddings/{{pair}}/{{model}}.layers.parquet",
+        provenance=f"{RESOURCES}/embeddings/{{pair}}/{{model}}.layers.provenance.json",
+    params:
+        pair="{pair}",
+        model="{model}",
+        kind="layers",
+    log:
+        f"{RESULTS}/logs/fetch_released_layers/{{pair}}/{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/fetch_released_layers/{{pair}}/{{model}}.tsv"
+    resources:
+        mem_mb=64000,
+        runtime=60,
+
+
 rule audit_released:
     input:
-        files=[released_file(p, m) for p, m in released_files()],
-        provenance=[provenance_of(released_file(p, m)) for p, m in released_files()],
+        files=[released_file(r["pair"], r["model"], r["kind"]) for r in released_requests()],
+        provenance=[provenance_of(released_file(r["pair"], r["model"], r["kind"])) for r in released_requests()],
     output:
         table=report(f"{RESULTS}/tables/released_audit.csv", caption="../report/released_audit.rst", category="Released embeddings"),
         provenance=f"{RESULTS}/tables/released_audit.provenance.json",
     params:
         config=step_config("audit_released"),
-        files=released_audit_files(),
+        files=released_requests(),
     log:
         f"{RESULTS}/logs/audit_released.log",
     benchmark:
@@ -56,6 +95,8 @@ rule released_embeddings:
     params:
         spec=model_spec,
         sides=released_embedding_sides,
+        file_keys=released_file_keys,
+        layers=bool(RELEASED_KINDS[1:]),
     log:
         f"{RESULTS}/logs/released_embeddings/{{model}}.log",
     benchmark:

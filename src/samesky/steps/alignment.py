@@ -11,9 +11,13 @@ from .runner import step
 
 
 def _files(settings):
+    """The pair's embeddings files, less the sides a released repository does not hold (their record
+    says so: released_embeddings writes no file for them)."""
     from ..align.scores import EmbeddingFile
+    from ..io import not_released
 
-    return [EmbeddingFile(**f) for f in settings["files"]]
+    files = [EmbeddingFile(**f) for f in settings["files"]]
+    return [f for f in files if not not_released(f.path)]
 
 
 @step(reads=("alignment.k", "alignment.n_permutations", "seed"))
@@ -45,13 +49,28 @@ def alignment_tables(inputs, outputs, settings):
             "table2": (tables.crossmodal_table(scores, k), "tab:crossmodal"),
             "cka": (tables.crossmodal_table(scores, k, measure="cka_debiased"), "tab:cka")}
     labels = settings["labels"]
+    note = _not_released_note(inputs.all("audit"))
     for name, (table, label) in made.items():
-        text = caption(settings["captions"][name], settings)
+        text = caption(settings["captions"][name], settings) + note
         write_csv(outputs[name], table)
         write_text(outputs[f"{name}_md"], tables.to_markdown(table, text, labels))
         write_text(outputs[f"{name}_tex"], tables.to_latex(table, text, label, labels))
     write_csv(outputs.trends, tables.trend_tests(scores, k))
     tables.figure1(scores, k, outputs.figure1, labels)
+
+
+def _not_released_note(audits: list[str]) -> str:
+    """The released preset's note under the tables: the (pair, model) files the repository does not hold."""
+    import pandas as pd
+
+    if not audits:
+        return ""
+    audit = pd.read_csv(audits[0], keep_default_na=False)
+    absent = audit[audit["verdict"].str.startswith("not released") & audit["kind"].eq("final")]
+    if absent.empty:
+        return ""
+    items = "; ".join(f"{pair}: {', '.join(group['model'])}" for pair, group in absent.groupby("pair", sort=False))
+    return f" Not released at this revision, so not in the table: {items}."
 
 
 @step(reads=("alignment.k", "alignment.size_curves"))

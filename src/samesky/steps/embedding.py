@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 
-from ..io import load_dataset_dir, read_embeddings, save_dataset, write_csv, write_embeddings
+from ..io import layers_path, load_dataset_dir, read_embeddings, save_dataset, write_csv, write_embeddings
 from ..provenance import lineage, read_records
 from ..surveys import modality_of
 from .runner import step
@@ -160,8 +160,12 @@ def embedding_summary(inputs, outputs, settings):
     """One row per embeddings file: pair, side, model, size, weights, pooling, objects, dimension."""
     import pandas as pd
 
+    from ..io import not_released
+
     rows = []
     for path in settings["files"]:
+        if not_released(path):
+            continue
         ids, emb, meta = read_embeddings(path)
         rows.append({"pair": meta["data"]["pair"], "survey": meta["data"]["survey"],
                      "family": meta["model"]["family"], "size": meta["model"]["size"],
@@ -173,85 +177,180 @@ def embedding_summary(inputs, outputs, settings):
 # Released embeddings (model_weights: released): fetched, audited, then written in the layout above ------
 
 
-@step(reads=("released_embeddings",))
-def fetch_released(inputs, outputs, settings):
-    """One released file (``settings.path`` in the repository) of one model on one pair."""
+@step(reads=("released_embeddings", "alignment.layers"))
+def list_released(inputs, outputs, settings):
+    """Each released repository listed once at its revision (the layerwise one too where the layer grids
+    read it), and every (pair, model, kind) the run reads (``settings.requests``) resolved among the names
+    the peer's code uses; ``released_embeddings.strict`` makes a file not released an error."""
+    from ..io import write_json
     from ..provenance import dataset_entry
+    from ..registry import spec_by_name
+    from ..released import NOT_RELEASED, ReleasedError, list_repository, resolve
+
+    opts = settings["released_embeddings"]
+    repositories = {"final": list_repository(opts["source"], opts["revision"])}
+    if settings["alignment"]["layers"] != "final" and opts["layerwise"]:
+        repositories["layers"] = list_repository(opts["layerwise"]["source"], opts["layerwise"]["revision"])
+    resolutions = []
+    for request in settings["requests"]:
+        if request["kind"] not in repositories:
+            continue
+        found = resolve(repositories[request["kind"]]["files"], request["mode"], spec_by_name(request["model"]),
+                        request["reference"], request["other"], layerwise=request["kind"] == "layers")
+        resolutions.append({**request, **found})
+        log.info("%s %s (%s): %s %s", request["pair"], request["model"], request["kind"], found["status"],
+                 " ".join(sorted(set(found["paths"].values()))) or f"(tried {', '.join(found['tried'])})")
+    missing = [r for r in resolutions if r["status"] == NOT_RELEASED]
+    if missing and opts["strict"]:
+        raise ReleasedError("released_embeddings.strict: not in the repository at this revision:\n" + "\n".join(
+            f"  {r['pair']} {r['model']} ({r['kind']}): tried {', '.join(r['tried'])}" for r in missing))
+    write_json(outputs.listing, {"repositories": repositories, "resolutions": resolutions})
+    return {"datasets": {f"released:{kind}:{r['source']}": dataset_entry(r) for kind, r in repositories.items()},
+            "not_released": [(r["pair"], r["model"], r["kind"]) for r in missing]}
+
+
+@step()
+def fetch_released(inputs, outputs, settings):
+    """One released (pair, model, kind) as its listing resolved it, in the normalised layout."""
+    import json
+    from pathlib import Path
+
+    from ..provenance import dataset_entry
+    from ..registry import spec_by_name
     from ..released import fetch_released as fetch
 
-    r = settings["released_embeddings"]
-    info = fetch(r["source"], r["revision"], settings["path"], outputs.file)
-    log.info("released %s of %s (revision %s)", settings["path"], r["source"], info["revision_resolved"])
-    return {"datasets": {f"released:{settings['path']}": dataset_entry(info)}, **info}
+    listing = json.loads(Path(inputs.listing).read_text())
+    resolution = next(r for r in listing["resolutions"] if (r["pair"], r["model"], r["kind"]) ==
+                      (settings["pair"], settings["model"], settings["kind"]))
+    repository = listing["repositories"][settings["kind"]]
+    info = fetch(repository, resolution, spec_by_name(settings["model"]), resolution["reference"],
+                 resolution["other"], outputs.file)
+    log.info("released %s %s (%s): %s %s of %s (revision %s)", settings["pair"], settings["model"],
+             settings["kind"], info["status"], " ".join(sorted(set(info["paths"].values()))), info["source"],
+             info["revision_resolved"])
+    return {"datasets": {f"released:{settings['kind']}:{info['source']}": dataset_entry(info)}, **info}
+
+
+fetch_released_layers = step(name="fetch_released_layers")(fetch_released.func)  # a layerwise file: the same step
 
 
 @step(reads=("released_embeddings.audit", "seed"))
 def audit_released(inputs, outputs, settings):
-    """Every released file: are its two sides' rows the same objects (ids, or the scramble check)? And in a
-    spectroscopic pair, does every file carry the same spectrum embeddings in the same order?"""
+    """Every released file: are its two sides' rows the same objects (ids, or the scramble check)? In a
+    spectroscopic pair, does every file carry the same spectrum embeddings in the same order? And which
+    files the repository does not hold."""
     import pandas as pd
 
     from ..registry import spec_by_name
-    from ..released import audit_file, same_spectra
+    from ..released import audit_columns, audit_file, released_meta, same_spectra
 
     opts = settings["released_embeddings"]["audit"]
+    entries = list(zip(settings["files"], inputs.all("files")))
     rows = []
-    for f, path in zip(settings["files"], inputs.all("files")):
+    for f, path in entries:
         rows.append(audit_file(path, f["pair"], spec_by_name(f["model"]), f["reference"], f["other"], opts["k"],
-                               opts["n_permutations"], opts["alpha"], settings["seed"]))
+                               opts["n_permutations"], opts["alpha"], settings["seed"], layerwise=f["kind"] == "layers"))
         log.info("%s", rows[-1])
     table = pd.DataFrame(rows)
     table["same_spectra_as_first_file"] = ""
-    for pair in table["pair"].unique():
-        f0 = next(f for f in settings["files"] if f["pair"] == pair)
-        if modality_of(f0["other"]) != "spectrum":
+    for pair, kind in table[["pair", "kind"]].drop_duplicates().itertuples(index=False):
+        group = [(f, p) for f, p in entries if (f["pair"], f["kind"]) == (pair, kind)]
+        if modality_of(group[0][0]["other"]) != "spectrum":
             continue
-        files = {f["model"]: p for f, p in zip(settings["files"], inputs.all("files")) if f["pair"] == pair}
-        same = same_spectra(files, {m: spec_by_name(m) for m in files}, f0["other"])
+        held = [(f, p) for f, p in group if released_meta(p).get("status") != "not released"]
+        columns = {f["model"]: audit_columns(p, spec_by_name(f["model"]), f["reference"], f["other"], kind == "layers")[1]
+                   for f, p in held}
+        same = same_spectra({f["model"]: p for f, p in held}, columns)
         for model, ok in same.items():
-            table.loc[(table["pair"] == pair) & (table["model"] == model), "same_spectra_as_first_file"] = \
-                "yes" if ok else "NO: the files' row orders differ"
+            where = (table["pair"] == pair) & (table["kind"] == kind) & (table["model"] == model)
+            table.loc[where, "same_spectra_as_first_file"] = "yes" if ok else "NO: the files' row orders differ"
     write_csv(outputs.table, table)
-    bad = table[~table["verdict"].eq("paired") | table["same_spectra_as_first_file"].str.startswith("NO")]
+    bad = table[~table["verdict"].eq("paired") & ~table["verdict"].str.startswith("not released")
+                | table["same_spectra_as_first_file"].str.startswith("NO")]
     if len(bad):
-        log.warning("released files not usable: %s", bad[["pair", "model", "verdict"]].to_dict("records"))
+        log.warning("released files not usable: %s", bad[["pair", "model", "kind", "verdict"]].to_dict("records"))
+    absent = table[table["verdict"].str.startswith("not released")]
+    if len(absent):
+        log.warning("not released at this revision (left out of the tables): %s",
+                    absent[["pair", "model", "kind"]].to_dict("records"))
 
 
 @step(records=True)
 def released_embeddings(inputs, outputs, settings, record):
-    """One model's sides (``settings.sides``: pair, survey, and the released file and model that holds it)
-    as embeddings files, refused where the audit (``inputs.audit``) found the file's rows not paired."""
+    """One model's sides (``settings.sides``: pair, survey, and the models whose released files hold it, in
+    order) as embeddings files (and layers files, from the layerwise repository, where the run reads
+    layers). A file whose rows the audit (``inputs.audit``) found not paired is refused; a side no file
+    holds (not released) gets only its record, saying so, and the alignment leaves it out."""
+    import json
     from pathlib import Path
 
     import pandas as pd
 
     from ..embed.models import model_record
-    from ..io import atomic_path, write_json
+    from ..io import atomic_path, write_json, write_layers
     from ..registry import spec_by_name
-    from ..released import ReleasedError, to_embeddings
+    from ..released import NOT_RELEASED, ReleasedError, to_embeddings, to_layers
 
-    audit = pd.read_csv(inputs.audit, keep_default_na=False)
+    audit = pd.read_csv(inputs.audit)
+    text = ["verdict", "same_spectra_as_first_file", "repository_files", "name_found", "rows_joined_by"]
+    audit[text] = audit[text].fillna("")
     spec = settings["spec"]
-    with atomic_path(outputs.embeddings, is_dir=True) as folder:
-        for side, path, upstream in zip(settings["sides"], inputs.all("files"), inputs.all("provenance")):
-            row = audit[(audit["pair"] == side["pair"]) & (audit["model"] == side["file_model"])].iloc[0]
+    files = {tuple(f): (path, upstream) for f, path, upstream in
+             zip(settings["file_keys"], inputs.all("files"), inputs.all("provenance"))}
+
+    def usable(side, kind):
+        """The first holder's file the repository holds, refused if its rows are not paired; else None."""
+        for holder in side["holders"]:
+            row = audit[(audit["pair"] == side["pair"]) & (audit["model"] == holder) & (audit["kind"] == kind)].iloc[0]
+            if row["verdict"].startswith(NOT_RELEASED):
+                continue
+            path, upstream = files[(side["pair"], holder, kind)]
             if row["verdict"] != "paired" or row["same_spectra_as_first_file"].startswith("NO"):
                 raise ReleasedError(
-                    f"{path} ({side['released_path']}): refused, its rows are not paired ({row['verdict']}; MKNN {row['mknn']:.4f} against a "
-                    f"null of {row['null_mean']:.4f}, p = {row['p_value']:.3g}; same spectra: "
-                    f"{row['same_spectra_as_first_file'] or 'n/a'}); see {inputs.audit}. Leave {side['file_model']} "
+                    f"{path} ({row['repository_files']}): refused, its rows are not paired ({row['verdict']}; MKNN "
+                    f"{row['mknn']:.4f} against a null of {row['null_mean']:.4f}, p = {row['p_value']:.3g}; same "
+                    f"spectra: {row['same_spectra_as_first_file'] or 'n/a'}); see {inputs.audit}. Leave {holder} "
                     f"out of `models`, or take a revision whose file is fixed")
-            ids, emb = to_embeddings(path, spec_by_name(side["file_model"]), side["survey"])
+            return holder, path, upstream, row
+        return None
+
+    with atomic_path(outputs.embeddings, is_dir=True) as folder:
+        for side in settings["sides"]:
+            out = Path(folder) / side["pair"] / f"{side['survey']}.parquet"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            found = usable(side, "final")
+            if found is None:
+                upstream = [files[(side["pair"], h, "final")][1] for h in side["holders"]]
+                tried = {h: json.loads(Path(u).read_text()).get("tried") for h, u in zip(side["holders"], upstream)}
+                write_json(out.with_suffix(".provenance.json"),
+                           record(upstream, not_released={"pair": side["pair"], "survey": side["survey"], "tried": tried}))
+                log.warning("%s %s: not released (tried %s): left out of the alignment", side["pair"], side["survey"], tried)
+                continue
+            holder, path, upstream, row = found
+            ids, emb = to_embeddings(path, spec_by_name(holder), side["survey"])
             model_info = {**model_record({"hub_id": None, "revision": None, "weights": "released embeddings",
-                                          "seed": None}, spec), "released_file": str(path)}
+                                          "seed": None}, spec), "released_file": row["repository_files"]}
             info = {"model": model_info,
                     "data": {"pair": side["pair"], "survey": side["survey"], "n_objects": len(ids),
                              "dim": int(emb.shape[1])},
-                    "released": {"file": str(path), "column_of": side["file_model"],
+                    "released": {"file": row["repository_files"], "name_found": row["name_found"], "column_of": holder,
                                  "rows_joined_by": row["rows_joined_by"], "audit": {
                                      k: row[k] for k in ("mknn", "null_mean", "p_value", "verdict")}}}
-            out = Path(folder) / side["pair"] / f"{side['survey']}.parquet"
             write_embeddings(out, ids, emb, metadata=info)
-            write_json(out.with_suffix(".provenance.json"), record([upstream], models={spec.name: model_info}, **info))
+            upstreams = [upstream]
+            if settings["layers"]:
+                layered = usable(side, "layers")
+                if layered is None:  # read_layers then takes the final embedding as the one layer
+                    log.warning("%s %s: no released layerwise file: the layer grids take its final embedding only",
+                                side["pair"], side["survey"])
+                else:
+                    l_holder, l_path, l_upstream, l_row = layered
+                    l_ids, names, arrays = to_layers(l_path, side["survey"], *side["surveys"])
+                    write_layers(layers_path(out), l_ids, names, arrays, len(names) - 1,
+                                 metadata={**info, "released_layers": {"file": l_row["repository_files"],
+                                                                       "name_found": l_row["name_found"]}})
+                    upstreams.append(l_upstream)
+            write_json(out.with_suffix(".provenance.json"),
+                       record(upstreams, models={spec.name: model_info}, **info))
             log.info("%s %s: %d x %d released embeddings (%s)", side["pair"], side["survey"], len(ids), emb.shape[1],
                      row["rows_joined_by"])

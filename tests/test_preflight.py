@@ -32,23 +32,35 @@ def _image(bands, rng):
             "ivar": np.ones((len(bands), PIX, PIX), np.float32), "mask": np.zeros((len(bands), PIX, PIX), bool)}
 
 
-def _spectrum(npix, rng, with_lambda=True):
+def _spectrum(npix, rng, with_lambda=True, span=(3800, 9200)):
     out = {"flux": rng.normal(1, 0.1, npix).astype(np.float32), "ivar": np.ones(npix, np.float32),
            "mask": np.zeros(npix, bool)}
     if with_lambda:
-        out["lambda"] = np.linspace(3800, 9200, npix).astype(np.float32)
+        out["lambda"] = np.linspace(*span, npix).astype(np.float32)
     return out
+
+
+EDITS: dict = {}  # dataset name -> f(row, k) -> row: write_layouts' ``edit``, applied as each set is saved
 
 
 def _save(rows, features, folder):
     """A folder in the Hub's layout (data/train-*.parquet), which `load_dataset` streams as it does a Hub id."""
     (folder / "data").mkdir(parents=True)
+    edit = EDITS.get(folder.name)
+    rows = [edit(row, k) for k, row in enumerate(rows)] if edit else rows
+    if isinstance(rows[0].get("object_id"), int):
+        features = {**features, "object_id": Value("int64")}
+    features = {c: f for c, f in features.items() if c in rows[0]}  # an edit may drop columns
     Dataset.from_list(rows, features=Features(features)).to_parquet(folder / "data" / "train-00000-of-00001.parquet")
     return str(folder)
 
 
-def write_layouts(root, *, jwst_bands=JWST_BANDS, desi_npix=DESI_NPIX, spectrum_column="spectrum", ids=None):
-    """The four Smith42 sets and PROVABGS in their layouts; keyword arguments break one fact."""
+def write_layouts(root, *, jwst_bands=JWST_BANDS, desi_npix=DESI_NPIX, spectrum_column="spectrum", ids=None,
+                  edit=None):
+    """The four Smith42 sets and PROVABGS in their layouts; keyword arguments break one fact (``edit``:
+    dataset name -> f(row, k) -> row, a change of values)."""
+    EDITS.clear()
+    EDITS.update(edit or {})
     rng = np.random.default_rng(0)
     ids = ids or [str(36411000000000 + i) for i in range(N)]
     sources = {}
@@ -64,10 +76,11 @@ def write_layouts(root, *, jwst_bands=JWST_BANDS, desi_npix=DESI_NPIX, spectrum_
     spectrum = Sequence({"flux": Value("float32"), "ivar": Value("float32"), "mask": Value("bool"),
                          "lambda": Value("float32")})
     sources["desi_hsc_crossmatched"] = _save(
-        [{"object_id": i, "image": _image(HSC_BANDS, rng), spectrum_column: _spectrum(desi_npix, rng),
-          "Z": 0.1, "ZWARN": False, "TARGETID": 39627000000 + k} for k, i in enumerate(ids)],
+        [{"object_id": i, "image": _image(HSC_BANDS, rng), spectrum_column: _spectrum(desi_npix, rng, span=(3600, 9824)),
+          "Z": 0.1, "ZWARN": False, "TARGETID": 39627000000 + k, "ra": 150.0 + k / 100, "dec": 2.0}
+         for k, i in enumerate(ids)],
         {"object_id": Value("string"), "image": _image_feature(), spectrum_column: spectrum, "Z": Value("float32"),
-         "ZWARN": Value("bool"), "TARGETID": Value("int64")},
+         "ZWARN": Value("bool"), "TARGETID": Value("int64"), "ra": Value("float64"), "dec": Value("float64")},
         root / "desi_hsc_crossmatched")
     sources["sdss_hsc_crossmatched"] = _save(
         [{"object_id": i, "image": _image(HSC_BANDS, rng), "spectrum": _spectrum(3800 + k, rng), "Z": 0.1,
@@ -149,7 +162,7 @@ def test_the_paper_preset_on_good_layouts_passes_and_the_report_says_what_it_rea
 @pytest.mark.parametrize("broken, config_change, expected", [
     ({"spectrum_column": "spec"}, {},
      "dataset desi_hsc_crossmatched: pair desi_hsc: columns ['spectrum'] named in the config's 'rename' are absent; "
-     "has ['object_id', 'image', 'spec', 'Z', 'ZWARN', 'TARGETID']"),
+     "has ['object_id', 'image', 'spec', 'Z', 'ZWARN', 'TARGETID', 'ra', 'dec']"),
     ({"jwst_bands": JWST_BANDS[1:]}, {},
      "dataset jwst_hsc_crossmatched: column 'jwst_image' field 'band': bands ['f090w'] needed, found "
      "['f115w', 'f150w', 'f200w', 'f277w', 'f356w', 'f444w']"),
@@ -165,6 +178,83 @@ def test_a_broken_layout_gives_one_line_naming_dataset_field_and_what_was_found(
     found = run_preflight(paper_on(sources, paper_config, **config_change), sample_rows=12, list_files=lister())
     assert expected in found.problems
     assert f"- {expected}" in report(found, "broken")
+
+
+def _nan_pixels(fraction):
+    def edit(row, k):
+        flux = np.array(row["hsc_image"]["flux"])
+        flux.reshape(-1)[: int(fraction * flux.size)] = np.nan
+        return {**row, "hsc_image": {**row["hsc_image"], "flux": flux}}
+    return edit
+
+
+def _side(column, **fields):
+    """An edit setting fields of one side's column (callables get the old value)."""
+    def edit(row, k):
+        side = dict(row[column])
+        side.update({f: (v(side[f]) if callable(v) else v) for f, v in fields.items()})
+        return {**row, column: side}
+    return edit
+
+
+def _drop_planes(row, k):
+    image = dict(row["jwst_image"])
+    image["flux"] = np.asarray(image["flux"])[:6]
+    image["ivar"], image["mask"] = np.asarray(image["ivar"])[:6], np.asarray(image["mask"])[:6]
+    return {**row, "jwst_image": image}
+
+
+@pytest.mark.parametrize("edit, expected", [
+    ({"jwst_hsc_crossmatched": _nan_pixels(0.3)},
+     "dataset jwst_hsc_crossmatched: column 'hsc_image' field 'flux': 70.0% of the sampled pixels finite (at least "
+     "90.0%: preflight.values.min_finite_fraction)"),
+    ({"desi_hsc_crossmatched": _side("spectrum", ivar=lambda v: np.zeros_like(v))},
+     "dataset desi_hsc_crossmatched: column 'desi_spectrum' field 'ivar': 0.0% of the sampled pixels with inverse "
+     "variance > 0 (at least 50.0%: preflight.values.min_positive_ivar_fraction)"),
+    ({"legacysurvey_hsc_crossmatched": _side("legacysurvey_image", flux=lambda v: np.zeros_like(v))},
+     "dataset legacysurvey_hsc_crossmatched: column 'legacysurvey_image' field 'flux': 12 of 12 sampled rows constant "
+     "or empty: they would embed as one constant (at most 10.0%: preflight.values.max_constant_fraction)"),
+    ({"sdss_hsc_crossmatched": _side("spectrum", **{"lambda": lambda v: np.asarray(v) / 1e4})},
+     "dataset sdss_hsc_crossmatched: column 'sdss_spectrum' field 'lambda': spans 0.38-0.92 (microns?); sdss spans "
+     "3800-9200 A (within 100 A: preflight.values.wavelength_tolerance_angstrom)"),
+    ({"jwst_hsc_crossmatched": _drop_planes},
+     "dataset jwst_hsc_crossmatched: column 'jwst_image' field 'band': 12 of 12 sampled rows name 7 bands for 6 flux "
+     "planes"),
+    ({"provabgs": lambda row, k: {**row, "LOG_MSTAR": 10.0 ** row["LOG_MSTAR"]}},
+     "dataset provabgs: column 'LOG_MSTAR' (probe targets): 12 of 12 sampled values outside [5, 13] (LOG_MSTAR) or "
+     "not finite (found 1e+10 to 1e+10); at most 5.0%: preflight.values.max_outside_fraction"),
+    ({"desi_hsc_crossmatched": lambda row, k: {**row, "Z": -1.0 if k % 2 else row["Z"]}},
+     "dataset desi_hsc_crossmatched: column 'desi_Z' (downstream.redshift.column): 6 of 12 sampled values outside "
+     "[0, 7] (redshift) or not finite (found -1 to 0.1); at most 5.0%: preflight.values.max_outside_fraction"),
+    ({"desi_hsc_crossmatched": lambda row, k: {c: v for c, v in row.items() if c not in ("ra", "dec")}},
+     "dataset desi_hsc_crossmatched: column 'ra' (downstream.morphology.pair): 12 of 12 sampled values not finite "
+     "(the set carries no positions); at most 5.0%: preflight.values.max_outside_fraction"),
+])
+def test_values_the_schema_allows_but_the_run_does_not_assume_are_named_with_their_tolerance(
+        tmp_path, paper_config, edit, expected):
+    sources = {**write_layouts(tmp_path, edit=edit), "root": tmp_path}
+    found = run_preflight(paper_on(sources, paper_config), sample_rows=12, list_files=lister())
+    assert expected in found.problems, found.problems
+    assert f"- {expected}" in report(found, "broken values")
+
+
+def test_harmless_variants_pass_the_value_checks(tmp_path, paper_config):
+    """Integer ids, band names in lower case, a Legacy release without the i band, SDSS plates whose grids
+    start and end at different wavelengths, and a few NaN pixels and constant rows within the tolerances."""
+    lower = _side("hsc_image", band=lambda v: [b.lower() for b in v])
+    no_i = _side("legacysurvey_image", band=["DES-G", "DES-R", "DES-Z"], flux=lambda v: np.asarray(v)[[0, 1, 3]],
+                 ivar=lambda v: np.asarray(v)[[0, 1, 3]], mask=lambda v: np.asarray(v)[[0, 1, 3]])
+    plates = lambda row, k: _side("spectrum", **{"lambda": lambda v: np.asarray(v) + 10 * (k % 5 - 2)})(row, k)  # noqa: E731
+    edit = {"jwst_hsc_crossmatched": lambda row, k: _nan_pixels(0.02)(lower(row, k), k),
+            "legacysurvey_hsc_crossmatched": lambda row, k: {**no_i(row, k), "object_id": int(row["object_id"])},
+            "sdss_hsc_crossmatched": plates}
+    sources = {**write_layouts(tmp_path, edit=edit), "root": tmp_path}
+    found = run_preflight(paper_on(sources, paper_config), sample_rows=12, list_files=lister())
+    assert found.problems == []
+    sides = {(r["pair"], r["side"]): r for r in found.rows["sides"]}
+    assert sides["jwst_hsc", "hsc"]["finite"] == "98.1%" and sides["legacysurvey_hsc", "legacysurvey"]["bands / length"] == "g r z"
+    assert sides["sdss_hsc", "sdss"]["wavelength (A)"] == "3780-9220"
+    assert {r["dataset"]: r["object id"] for r in found.rows["datasets"]}["legacysurvey_hsc_crossmatched"] == "object_id: int64"
 
 
 def test_repeated_ids_are_reported_not_refused_under_keep_closest(tmp_path, paper_config):

@@ -27,7 +27,7 @@ from .config import embedding_jobs, pair_datasets, pair_surveys
 from .crossmatch import CrossmatchError
 from .hub import is_local
 from .registry import specs_of
-from .surveys import DESI_NPIX, SURVEY_BANDS, band_letter, modality_of
+from .surveys import DESI_NPIX, SPECTRUM_RANGE_ANGSTROM, SURVEY_BANDS, band_letter, modality_of
 
 log = logging.getLogger(__name__)
 
@@ -149,13 +149,14 @@ def _id_facts(ds) -> tuple[str, int]:
     return f"{column}: {ds.features[column].dtype}", len(ids) - len(np.unique(ids))
 
 
-def check_side(found: Findings, name: str, pair: str, survey: str, ds, needs: dict) -> None:
+def check_side(found: Findings, name: str, pair: str, survey: str, ds, needs: dict, tol: dict | None = None) -> None:
     """One side of a pair (the data column ``<survey>_<modality>``): band names and image shapes, or the
-    spectrum's fields and length, against what the run's models and rules read."""
+    spectrum's fields and length, against what the run's models and rules read; then its values
+    (:func:`check_side_values`, tolerances ``tol``: config preflight.values)."""
     kind = modality_of(survey)
     column = f"{survey}_{kind}"
     row = {"pair": pair, "side": survey, "column": column, "fields": "", "bands / length": "", "shape": "",
-           "status": "ok"}
+           "finite": "", "ivar > 0": "", "constant rows": "", "wavelength (A)": "", "status": "ok"}
     found.rows["sides"].append(row)
     what = f"dataset {name}"
     values = ds.with_format("numpy")[column]  # there, with its fields: the callers ran the audit's checks
@@ -189,6 +190,120 @@ def check_side(found: Findings, name: str, pair: str, survey: str, ds, needs: di
                                           f"length {lengths}, the DESI grid has {DESI_NPIX} pixels")
         if "lambda" in first and any(len(np.asarray(v["lambda"])) != len(np.asarray(v["flux"])) for v in values):
             row["status"] = found.problem(what, f"column '{column}' field 'lambda'", "length differs from 'flux'")
+    if tol is not None:
+        check_side_values(found, what, column, survey, values, row, tol)
+
+
+# Values on the sampled rows: what the schema allows but the run does not assume ----------------------------
+
+
+def _frac(x: float) -> str:
+    return f"{x:.1%}"
+
+
+def check_side_values(found: Findings, what: str, column: str, survey: str, values, row: dict, tol: dict) -> None:
+    """The values of one side's sampled rows: finite flux, inverse variances > 0, rows that would embed as
+    constants, image planes against the band list, and a spectrum's wavelength grid against its survey's
+    range in Angstrom. Each departure beyond its tolerance is one problem line; the facts go in ``row``."""
+    key = "preflight.values"
+    fluxes = [np.asarray(v["flux"], dtype=np.float64) for v in values]
+    finite = sum(int(np.isfinite(f).sum()) for f in fluxes) / max(1, sum(f.size for f in fluxes))
+    row["finite"] = _frac(finite)
+    if finite < tol["min_finite_fraction"]:
+        row["status"] = found.problem(what, f"column '{column}' field 'flux'",
+                                      f"{_frac(finite)} of the sampled pixels finite (at least "
+                                      f"{_frac(tol['min_finite_fraction'])}: {key}.min_finite_fraction)")
+    if "ivar" in values[0]:
+        ivars = [np.asarray(v["ivar"], dtype=np.float64) for v in values]
+        if any(i.shape != f.shape for i, f in zip(ivars, fluxes)):
+            row["status"] = found.problem(what, f"column '{column}' field 'ivar'",
+                                          f"shape {ivars[0].shape} differs from 'flux' {fluxes[0].shape}")
+        else:
+            positive = sum(int((np.isfinite(i) & (i > 0)).sum()) for i in ivars) / max(1, sum(i.size for i in ivars))
+            row["ivar > 0"] = _frac(positive)
+            if positive < tol["min_positive_ivar_fraction"]:
+                row["status"] = found.problem(what, f"column '{column}' field 'ivar'",
+                                              f"{_frac(positive)} of the sampled pixels with inverse variance > 0 "
+                                              f"(at least {_frac(tol['min_positive_ivar_fraction'])}: "
+                                              f"{key}.min_positive_ivar_fraction)")
+    constant = sum(1 for f in fluxes if not np.isfinite(f).any() or np.ptp(f[np.isfinite(f)]) == 0)
+    row["constant rows"] = f"{constant} of {len(fluxes)}"
+    if constant / len(fluxes) > tol["max_constant_fraction"]:
+        row["status"] = found.problem(what, f"column '{column}' field 'flux'",
+                                      f"{constant} of {len(fluxes)} sampled rows constant or empty: they would embed "
+                                      f"as one constant (at most {_frac(tol['max_constant_fraction'])}: "
+                                      f"{key}.max_constant_fraction)")
+    if "band" in values[0]:
+        mismatched = [(len(np.asarray(v["band"])), f.shape[0]) for v, f in zip(values, fluxes)
+                      if f.ndim >= 1 and len(np.asarray(v["band"])) != f.shape[0]]
+        if mismatched:
+            row["status"] = found.problem(what, f"column '{column}' field 'band'",
+                                          f"{len(mismatched)} of {len(fluxes)} sampled rows name {mismatched[0][0]} "
+                                          f"bands for {mismatched[0][1]} flux planes")
+    if "lambda" in values[0] and survey in SPECTRUM_RANGE_ANGSTROM:
+        lams = [np.asarray(v["lambda"], dtype=np.float64) for v in values]
+        lams = [lam[np.isfinite(lam) & (lam > 0)] for lam in lams]
+        if any(len(lam) == 0 for lam in lams):
+            row["status"] = found.problem(what, f"column '{column}' field 'lambda'", "a sampled row has no positive wavelength")
+            return
+        start, end = min(lam.min() for lam in lams), max(lam.max() for lam in lams)
+        row["wavelength (A)"] = f"{start:.6g}-{end:.6g}"
+        low, high = SPECTRUM_RANGE_ANGSTROM[survey]
+        off = max(max(abs(lam.min() - low), abs(lam.max() - high)) for lam in lams)
+        if off > tol["wavelength_tolerance_angstrom"]:
+            unit = " (microns?)" if end < 2 else " (nm?)" if end < 2000 else ""
+            row["status"] = found.problem(what, f"column '{column}' field 'lambda'",
+                                          f"spans {start:.6g}-{end:.6g}{unit}; {survey} spans {low:.0f}-{high:.0f} A "
+                                          f"(within {tol['wavelength_tolerance_angstrom']:g} A: "
+                                          f"{key}.wavelength_tolerance_angstrom)")
+        if any(np.any(np.diff(lam) <= 0) for lam in lams):
+            row["status"] = found.problem(what, f"column '{column}' field 'lambda'", "not increasing in a sampled row")
+
+
+def value_range(column: str, reader: str, ranges: dict) -> tuple[str, list] | None:
+    """(role, [low, high]) of a column a later rule reads: by role (positions, redshift, magnitude), else by
+    its name (PROVABGS); None for ids and classes."""
+    name, role = column.lower(), column
+    for position in ("ra", "dec"):
+        if name == position or name.endswith(f"_{position}"):
+            role = position
+    if "redshift" in reader:
+        role = "redshift"
+    elif "brightness" in reader or "magnitude" in reader:
+        role = "magnitude"
+    return (role, list(ranges[role])) if role in ranges else None  # settings: no .get
+
+
+def check_column_values(found: Findings, name: str, ds, columns: dict, tol: dict) -> None:
+    """The values of each column a later rule reads, against its range (config preflight.values.ranges):
+    more than ``max_outside_fraction`` of the sampled values outside it or not finite is a problem, any is
+    a note."""
+    for column, reader in columns.items():
+        if column not in ds.column_names:
+            continue  # check_columns names it
+        bounds = value_range(column, reader, tol["ranges"])
+        if bounds is None:
+            continue
+        role, (low, high) = bounds
+        try:
+            values = np.asarray(ds[column], dtype=np.float64)
+        except (TypeError, ValueError):
+            found.problem(f"dataset {name}", f"column '{column}' ({reader})",
+                          f"not numeric ({ds.features[column]}); read as a {role}")
+            continue
+        bad = ~np.isfinite(values) | (values < low) | (values > high)
+        if not bad.any():
+            continue
+        seen = values[np.isfinite(values)]
+        facts = (f"{int(bad.sum())} of {len(values)} sampled values outside [{low:g}, {high:g}] ({role}) or not finite"
+                 f" (found {seen.min():.4g} to {seen.max():.4g})" if len(seen) else
+                 f"{len(values)} of {len(values)} sampled values not finite"
+                 + (" (the set carries no positions)" if role in ("ra", "dec") else ""))
+        if bad.mean() > tol["max_outside_fraction"]:
+            found.problem(f"dataset {name}", f"column '{column}' ({reader})",
+                          f"{facts}; at most {_frac(tol['max_outside_fraction'])}: preflight.values.max_outside_fraction")
+        else:
+            found.notes.append(f"dataset {name}: column '{column}' ({reader}): {facts}; within the tolerance")
 
 
 def check_paired(found: Findings, name: str, pair: dict, ds, surveys, config: dict, needs: dict):
@@ -207,11 +322,11 @@ def check_paired(found: Findings, name: str, pair: dict, ds, surveys, config: di
         found.notes.append(f"dataset {name}: no positions of both sides, pair separations unverifiable "
                            "(recorded as such in crossmatch/summary.csv)")
     for survey in surveys:
-        check_side(found, name, pair["name"], survey, paired, needs.get(survey, {}))
+        check_side(found, name, pair["name"], survey, paired, needs.get(survey, {}), config["preflight"]["values"])
     return paired
 
 
-def check_parent(found: Findings, name: str, entry: dict, ds, needs: dict) -> None:
+def check_parent(found: Findings, name: str, entry: dict, ds, needs: dict, tol: dict | None = None) -> None:
     """A parent dataset, crossmatched here: the crossmatch's column checks, then its side as a pair has it."""
     from .pairs import REQUIRED_PARENT_COLUMNS, _prefixed, check_side_columns, require_columns
 
@@ -223,7 +338,7 @@ def check_parent(found: Findings, name: str, entry: dict, ds, needs: dict) -> No
     except CrossmatchError as exc:
         found.problem(f"dataset {name}", "parent", str(exc).removeprefix(f"{name}: "))
         return
-    check_side(found, name, "(parent)", survey, prefixed, needs)
+    check_side(found, name, "(parent)", survey, prefixed, needs, tol)
 
 
 def check_columns(found: Findings, name: str, ds, columns: dict) -> None:
@@ -487,18 +602,21 @@ def run_preflight(config: dict, sample_rows: int = 32, timeout_s: float = 20.0, 
         id_type, repeats = _id_facts(ds)
         row.update({"rows sampled": len(ds), "object id": id_type, "repeats in sample": repeats})
         n_before = len(found.problems)
+        tol = config["preflight"]["values"]
         if entry["kind"] == "catalogue":
             if "probes" in config:
                 check_columns(found, name, ds, catalogue_columns(config))
+                check_column_values(found, name, ds, catalogue_columns(config), tol)
         elif entry["kind"] in ("image", "spectrum"):  # a parent: what every pair made from it reads
             bands = [b for p in pairs_of[name] for b in needs.get((p["name"], entry["survey"]), {}).get("bands", ())]
-            check_parent(found, name, entry, ds, {"bands": tuple(dict.fromkeys(bands))})
+            check_parent(found, name, entry, ds, {"bands": tuple(dict.fromkeys(bands))}, tol)
         for pair in (pairs_of[name] if entry["kind"] == "paired" else []):
             surveys = pair_surveys(pair, datasets)
             pair_needs = {s: needs.get((pair["name"], s), {}) for s in surveys}
             paired = check_paired(found, name, pair, ds, surveys, config, pair_needs)
             if paired is not None:
                 check_columns(found, name, paired, later_columns(config, pair, surveys))
+                check_column_values(found, name, paired, later_columns(config, pair, surveys), tol)
         if len(found.problems) > n_before:
             row["status"] = "problem"
     check_morphology_catalogue(found, config, timeout_s)

@@ -342,7 +342,10 @@ class AstroCLIPModel(LoadedModel):
 
     @classmethod
     def from_folder(cls, folder, manifest, spec, device=None, specformer_pooling="exclude_stats"):
-        arch = manifest.get("arch") or RELEASED_ARCH  # a mini checkpoint records its own architecture
+        # a mini checkpoint records its own architecture; a downloaded one is the released architecture,
+        # or another that the entry's config_overrides state per part ({image: {hidden_size: ...}, ...})
+        arch = manifest.get("arch") or {part: {**RELEASED_ARCH[part], **spec.config_overrides.get(part, {})}
+                                         for part in RELEASED_ARCH}
         if is_control(manifest):
             with random_weights(manifest):
                 return cls(AstroCLIPEncoder(cls.kind(spec.size), arch).eval(), crop=arch["image"]["image_size"])

@@ -1,0 +1,124 @@
+"""The repositories of the paper preset, small, in their real layouts, for the dress rehearsal over HTTP.
+
+``build_hub(root)`` writes what ``tests/hub_server.LocalHub`` serves:
+- ``datasets/Smith42/<pair>_crossmatched``: the four paired sets as the Multimodal Universe's cross-match
+  leaves them (both surveys' examples merged, one ``object_id``, ``ra``/``dec`` and the spectroscopic
+  survey's scalars unprefixed; HSC's ``image`` and the ``spectrum`` of the spectroscopic pairs), in two
+  Parquet shards each. Their objects come from the mini universe's parent sets, crossmatched at 1 arcsec;
+- ``datasets/MultimodalUniverse/desi_provabgs``: PROVABGS (TARGETID in ``object_id``);
+- ``files/~flanusse/astroclip_desi.1.1.5.h5`` and ``files/gz_decals_volunteers_5.csv``: by URL;
+- ``models/<hub id>``: each model of the rehearsal as its repository holds it (transformers folders with
+  ``config.json``, ``preprocessor_config.json`` and safetensors, one ConvNeXtV2 with ``pytorch_model.bin``
+  only; AstroPT's ``astropt/<size>/ckpt.pt``; Specformer's and AstroCLIP's Lightning checkpoints), holding
+  small configurations of the real architectures;
+- ``datasets/UniverseTBD/pu-embeddings``: released embeddings under the peer's naming variants.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+SPECTROSCOPIC = {"desi", "sdss"}
+PAIRS = {"jwst_hsc_crossmatched": "jwst", "legacysurvey_hsc_crossmatched": "legacysurvey",
+         "desi_hsc_crossmatched": "desi", "sdss_hsc_crossmatched": "sdss"}
+
+
+def _shards(frame_or_ds, folder: Path, n_shards: int = 2) -> None:
+    """``data/train-0000k-of-0000n.parquet``, as the Hub's parquet datasets are sharded."""
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    n = len(frame_or_ds)
+    bounds = np.linspace(0, n, n_shards + 1).astype(int)
+    for k in range(n_shards):
+        part = frame_or_ds.select(range(bounds[k], bounds[k + 1]))
+        part.to_parquet(folder / "data" / f"train-{k:05d}-of-{n_shards:05d}.parquet")
+
+
+def smith42_layout(paired, other: str):
+    """Our pair layout (survey-prefixed columns) -> the layout the Smith42 sets are read in
+    (config/paper.yaml's ``rename``): MMU's merge keeps one object_id, ra, dec; a spectroscopic pair has
+    HSC's ``image``, the ``spectrum`` and the spectroscopic survey's scalars unprefixed."""
+    keep = {"object_id": "object_id", "ra": "ra", "dec": "dec", "hsc_image": "hsc_image", f"{other}_image": f"{other}_image"}
+    if other in SPECTROSCOPIC:
+        keep = {"object_id": "object_id", "ra": "ra", "dec": "dec", "hsc_image": "image", f"{other}_spectrum": "spectrum"}
+        keep |= {c: c[len(other) + 1:] for c in paired.column_names if c.startswith(f"{other}_")
+                 and c not in (f"{other}_spectrum", f"{other}_object_id", f"{other}_ra", f"{other}_dec")}
+    ds = paired.select_columns([c for c in keep if c in paired.column_names])
+    return ds.rename_columns({c: keep[c] for c in ds.column_names if keep[c] != c})
+
+
+def write_models(root: Path, specs, seed: int = 0) -> None:
+    """Each spec's repository at ``root/models/<hub id>``, in the layout the download reads."""
+    from samesky.embed.models import MANIFEST, write_mini_model
+
+    for spec in specs:
+        tmp = root / "_mini" / spec.name
+        manifest = write_mini_model(spec, tmp, seed)
+        repo = root / "models" / spec.hub_id
+        if spec.family == "astropt":
+            target = repo / spec.subfolder / "ckpt.pt"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(tmp / manifest["entry"], target)
+        elif spec.adapter == "hf":
+            repo.mkdir(parents=True, exist_ok=True)
+            for f in tmp.iterdir():
+                if f.name != MANIFEST:
+                    shutil.copyfile(f, repo / f.name)
+            if spec.family == "convnextv2":  # as some ConvNeXtV2 repositories hold it: pytorch_model.bin only
+                import torch
+                from safetensors.torch import load_file
+
+                torch.save(load_file(repo / "model.safetensors"), repo / "pytorch_model.bin")
+                (repo / "model.safetensors").unlink()
+        else:  # Specformer's and AstroCLIP's Lightning checkpoints (AstroCLIP's three encoders in one file)
+            repo.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(tmp / manifest["entry"], repo / manifest["entry"])
+    shutil.rmtree(root / "_mini", ignore_errors=True)
+
+
+def build_hub(root: Path, specs, universe: dict, n_galaxies: int = 500, seed: int = 3) -> dict:
+    """Write every repository and file (the objects: the mini universe ``universe``, a validated config's
+    ``mini_universe``, with ``n_galaxies``); returns {dataset name: rows} of the paired sets."""
+    from datasets import load_dataset
+
+    from samesky.mini_universe.build import build_mini_universe
+    from samesky.pairs import crossmatch_datasets
+
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from test_released import PREFIXED, write_released
+    from test_workflow import _write_astroclip_files
+
+    cfg = {**universe, "n_galaxies": n_galaxies}
+    mini = root / "_universe"
+    build_mini_universe(cfg, seed, mini / "hub", mini / "truth.parquet")
+    parents = {s: load_dataset(str(mini / "hub" / s), split="train") for s in ("hsc", *PAIRS.values())}
+    rows = {}
+    for name, other in PAIRS.items():
+        paired, _, _ = crossmatch_datasets(parents["hsc"], parents[other], "hsc", other, 1.0, "hsc", other)
+        _shards(smith42_layout(paired, other), root / "datasets" / "Smith42" / name)
+        rows[name] = len(paired)
+    # GZD-5's volunteer votes (CSV by URL) for the Legacy-like objects: the morphology matches desi_hsc to them
+    votes = pd.read_parquet(next((mini / "hub" / "galaxy_zoo" / "data").glob("*.parquet")))
+    (root / "files").mkdir(parents=True, exist_ok=True)
+    votes.to_csv(root / "files" / "gz_decals_volunteers_5.csv", index=False)
+    # AstroCLIP's evaluation file (by URL) and PROVABGS (a Hub dataset) for the probes
+    _write_astroclip_files(mini)
+    h5 = root / "files" / "~flanusse" / "astroclip_desi.1.1.5.h5"
+    h5.parent.mkdir(parents=True)
+    shutil.copyfile(mini / "resources" / "test_astroclip" / "astroclip_desi.h5", h5)
+    provabgs = root / "datasets" / "MultimodalUniverse" / "desi_provabgs" / "data"
+    provabgs.mkdir(parents=True)
+    shutil.copyfile(mini / "resources" / "test_astroclip" / "provabgs" / "train-00000-of-00001.parquet",
+                    provabgs / "train-00000-of-00001.parquet")
+    write_models(root, specs)
+    # released embeddings, one under another of the peer's names
+    write_released(root / "datasets" / "UniverseTBD" / "pu-embeddings", n=120,
+                   names={("desi", "dinov2", "small"): PREFIXED})
+    shutil.rmtree(mini)
+    return rows

@@ -45,6 +45,7 @@ class Findings:
     rows: dict = field(default_factory=lambda: {"datasets": [], "sides": [], "models": []})
     problems: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    cost: dict = field(default_factory=dict)  # the estimate (samesky.cost): its rows and totals
 
     def problem(self, what: str, where: str, found: str) -> str:
         line = f"{what}: {where}: {found}"
@@ -558,8 +559,10 @@ def check_released(found: Findings, config: dict, list_files=hub_dataset_files) 
 
 
 def run_preflight(config: dict, sample_rows: int = 32, timeout_s: float = 20.0, list_files=hub_model_files,
-                  check_access=hub_model_access) -> Findings:
-    """Every check of the configured run; raises PreflightError at once if a needed source is unreachable."""
+                  check_access=hub_model_access, throughputs: str | Path | None = None) -> Findings:
+    """Every check of the configured run; raises PreflightError at once if a needed source is unreachable.
+    With ``throughputs`` (benchmarks/measured/embed_throughput_h200.txt), a run on the Hub's weights also
+    gets its cost estimate (samesky.cost)."""
     found = Findings()
     remote = needs_network(config, models=list_files is hub_model_files)
     if remote:
@@ -621,6 +624,16 @@ def run_preflight(config: dict, sample_rows: int = 32, timeout_s: float = 20.0, 
             row["status"] = "problem"
     check_morphology_catalogue(found, config, timeout_s)
     check_models(found, config, list_files, check_access)
+    if throughputs is not None and config["model_weights"] == "hub":
+        from .cost import cost_section
+
+        notes, counted, rows, totals = cost_section(config, throughputs)
+        found.notes += notes
+        by_name = {r["dataset"]: r for r in counted}
+        for row in found.rows["datasets"]:
+            if row["dataset"] in by_name:
+                row["rows at revision"] = by_name[row["dataset"]]["rows"]
+        found.cost = {"rows": rows, "totals": totals}
     return found
 
 
@@ -636,6 +649,13 @@ def report(found: Findings, title: str) -> str:
                          ("models", "Models (repository files at the pinned revision)")):
         if found.rows[key]:
             parts += [f"## {heading}", "", markdown_table(found.rows[key]), ""]
+    if found.cost:
+        rows = [{k: (f"{v:.2f}" if isinstance(v, float) else v) for k, v in r.items()} for r in found.cost["rows"]]
+        t = found.cost["totals"]
+        parts += ["## What the run will cost (estimate: samesky.cost)", "", markdown_table(rows), "",
+                  f"**Total: {t['GPU-hours']:.1f} GPU-hours, {t['CPU-hours']:.1f} CPU-hours (alignment searches); "
+                  f"the largest embedding job needs {t['largest GPU memory (GB)']:.0f} GB of GPU memory.** N per pair "
+                  "is the rows each dataset holds at its revision (column 'rows at revision' above).", ""]
     if found.notes:
         parts += ["## Notes", ""] + [f"- {n}" for n in found.notes] + [""]
     if found.problems:

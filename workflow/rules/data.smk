@@ -57,6 +57,7 @@ rule preflight:
     params:
         run=preflight_settings(),
         report=f"{RESULTS}/preflight.md",
+        throughputs=workflow.source_path("../../benchmarks/measured/embed_throughput_h200.txt"),
     log:
         log=f"{RESULTS}/logs/preflight.log",
         report=f"{RESULTS}/preflight.md",

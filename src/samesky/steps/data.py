@@ -45,7 +45,8 @@ def preflight(inputs, outputs, settings):
     run = settings["run"]
     title = f"preset {run['preset']} (config {config_hash(run)[:12]})"
     try:
-        found = run_preflight(run, run["preflight"]["sample_rows"], run["preflight"]["timeout_s"])
+        found = run_preflight(run, run["preflight"]["sample_rows"], run["preflight"]["timeout_s"],
+                              throughputs=settings["throughputs"])
     except PreflightError as exc:  # the Hub cannot be reached: nothing else was checked
         found = Findings(problems=[str(exc)])
     text = report(found, title)

@@ -139,10 +139,10 @@ def _download(source: str, revision: str, path: str) -> Path:
         raise ReleasedError(f"released embeddings: cannot fetch '{path}' of '{source}' at '{revision}': {exc}") from exc
 
 
-def _side_column(table, path: str, side: str, wanted: str | None, layout: str) -> str:
-    """The column of one side: ``wanted`` where the file has it, else the one column the peer's reader
-    would take (its only list column for one side a file; the only one ending ``_{side}`` otherwise)."""
-    names = table.column_names
+def _side_column(schema, path: str, side: str, wanted: str | None, layout: str) -> str:
+    """The column of one side: ``wanted`` where the file (``schema``) has it, else the one column the peer's
+    reader would take (its only list column for one side a file; the only one ending ``_{side}`` otherwise)."""
+    names = schema.names
     if wanted in names:
         return wanted
     if layout == "one side a file":
@@ -169,25 +169,40 @@ def fetch_released(listing: dict, resolution: dict, spec: ModelSpec, reference: 
     meta = {"source": source, "revision_requested": listing["revision_requested"], "revision_resolved": revision,
             "status": resolution["status"], "paths": resolution["paths"], "name": resolution["name"],
             "layout": resolution["layout"], "tried": resolution["tried"]}
+    metadata = {"samesky_released": json.dumps(meta, sort_keys=True)}
+    if resolution["status"] != NOT_RELEASED and len(set(resolution["paths"].values())) == 1:
+        # one file holds both sides (a layerwise one may hold 10^2 columns of 10^5 rows): copied in batches,
+        # its columns picked and renamed, never all in memory
+        path = next(iter(resolution["paths"].values()))
+        reader = pq.ParquetFile(_download(source, revision, path))
+        names = reader.schema_arrow.names
+        if resolution["layout"] == "layerwise":
+            blocks = layer_columns(names, path, reference, other)
+            rename = {c: c for side in (reference, other) for c in blocks[side]}
+        else:
+            rename = {_side_column(reader.schema_arrow, path, side, released_column(spec, side),
+                                   resolution["layout"]): released_column(spec, side) for side in (reference, other)}
+        rename |= {c: c for c in ID_COLUMNS if c in names}
+        with atomic_path(out) as tmp:
+            schema = pa.schema([reader.schema_arrow.field(c).with_name(rename[c]) for c in rename], metadata=metadata)
+            with pq.ParquetWriter(tmp, schema) as writer:
+                for batch in reader.iter_batches(batch_size=4096, columns=list(rename)):
+                    writer.write_table(pa.Table.from_batches([batch]).rename_columns(list(rename.values())).cast(schema))
+        return meta
     columns = {}
     if resolution["status"] == NOT_RELEASED:
         columns = {released_column(spec, side): pa.array([], pa.list_(pa.float32())) for side in (reference, other)}
-    elif resolution["layout"] == "layerwise":
-        table = pq.read_table(_download(source, revision, resolution["paths"][reference]))
-        blocks = layer_columns(table.column_names, resolution["paths"][reference], reference, other)
-        columns = {c: table.column(c) for side in blocks for c in blocks[side]}
-        columns.update({c: table.column(c) for c in ID_COLUMNS if c in table.column_names})
-    else:
+    else:  # one side a file
         for side in (reference, other):
             path = resolution["paths"][side]
             table = pq.read_table(_download(source, revision, path))
             wanted = released_column(spec, side)
-            columns[wanted] = table.column(_side_column(table, path, side, wanted, resolution["layout"]))
+            columns[wanted] = table.column(_side_column(table.schema, path, side, wanted, resolution["layout"]))
             columns.update({c: table.column(c) for c in ID_COLUMNS if c in table.column_names and c not in columns})
         rows = {name: len(col) for name, col in columns.items()}
         if len(set(rows.values())) != 1:
             raise ReleasedError(f"{resolution['paths']}: the sides have different numbers of rows: {rows}")
-    table = pa.table(columns).replace_schema_metadata({"samesky_released": json.dumps(meta, sort_keys=True)})
+    table = pa.table(columns).replace_schema_metadata(metadata)
     with atomic_path(out) as tmp:
         pq.write_table(table, tmp)
     return meta

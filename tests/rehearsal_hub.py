@@ -105,6 +105,10 @@ def build_hub(root: Path, specs, universe: dict, n_galaxies: int = 500, seed: in
         rows[name] = len(paired)
     # GZD-5's volunteer votes (CSV by URL) for the Legacy-like objects: the morphology matches desi_hsc to them
     votes = pd.read_parquet(next((mini / "hub" / "galaxy_zoo" / "data").glob("*.parquet")))
+    from samesky.downstream.labels import FRACTION_COLUMNS
+
+    for column in FRACTION_COLUMNS:  # GZD-5 has both; the mini universe's votes need no redshift correction
+        votes[column.replace("_fraction", "_debiased")] = votes[column]
     (root / "files").mkdir(parents=True, exist_ok=True)
     votes.to_csv(root / "files" / "gz_decals_volunteers_5.csv", index=False)
     # AstroCLIP's evaluation file (by URL) and PROVABGS (a Hub dataset) for the probes

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from datasets import Dataset
 
-from samesky.astroclip_data import AstroCLIPDataError, convert_astroclip_h5
+from samesky.astroclip_data import AstroCLIPDataError, check_layout, convert_astroclip_h5
 from samesky.io import load_dataset_dir, save_dataset
 from samesky.pairs import audit_crossmatched
 from samesky.probes.targets import (brightness_from_magnitude, fill_positions, probe_sample, provabgs_targets,
@@ -56,6 +56,17 @@ def test_a_file_in_another_layout_is_named(tmp_path):
         convert_astroclip_h5(str(tmp_path / "bad.h5"), tmp_path / "out")
     with pytest.raises(AstroCLIPDataError, match="split 'val'"):
         convert_astroclip_h5(str(tmp_path / "bad.h5"), tmp_path / "out", split="val")
+
+
+def test_only_astroclips_groups_are_read_by_name_another_key_is_left_alone(tmp_path):
+    """AstroCLIP reads the groups "0" ... "9" by name; a top-level key beside them (metadata a later file
+    version might add) neither fails the layout check nor enters the pair."""
+    ids = _write_h5(tmp_path / "astroclip.h5")
+    with h5py.File(tmp_path / "astroclip.h5", "a") as f:
+        f.create_group("metadata")["version"] = np.array([1])
+    check_layout(str(tmp_path / "astroclip.h5"))
+    convert_astroclip_h5(str(tmp_path / "astroclip.h5"), tmp_path / "all", split="all")
+    assert len(load_dataset_dir(tmp_path / "all")) == sum(len(g) for g in ids) == 15
 
 
 def test_the_pair_takes_positions_and_brightness_from_the_catalogue(tmp_path):

@@ -45,6 +45,21 @@ def test_a_catalogue_without_the_gzd5_columns_is_refused_by_name():
         labels.morphology_classes(_votes().drop(columns=["bar_strong_fraction"]), "gz.csv")
 
 
+def test_the_debiased_fractions_and_the_vote_cut_are_read_as_configured():
+    """AstroCLIP's choice: GZD-5's _debiased fractions, and at least 3 answers to the first question."""
+    cat = _votes(smooth_or_featured__smooth=0.8, how_rounded__round=0.7)
+    debiased = {c.replace("_fraction", "_debiased"): 0.0 for c in labels.FRACTION_COLUMNS}
+    debiased.update({"smooth-or-featured_featured-or-disk_debiased": 0.9, "disk-edge-on_yes_debiased": 0.8})
+    cat = pd.concat([cat.assign(**debiased)] * 3, ignore_index=True)
+    cat[labels.TOTAL_VOTES] = [2, 3, 40]
+    assert list(labels.morphology_classes(cat, kind="fraction")) == ["smooth_round"] * 3
+    assert list(labels.morphology_classes(cat, kind="debiased")) == ["edge_on_disk"] * 3
+    assert labels.soft_labels(cat, "debiased").iloc[0].idxmax() == "edge_on_disk"
+    assert list(labels.enough_votes(cat, 3)) == [False, True, True] and labels.enough_votes(cat, 0).all()
+    with pytest.raises(labels.LabelError, match=r"missing column\(s\) \['smooth-or-featured_total-votes'\]"):
+        labels.check_columns(cat.drop(columns=[labels.TOTAL_VOTES]), "gz.csv", "debiased", min_total_votes=3)
+
+
 def _classes(n_per_class=40, seed=0):
     rng = np.random.default_rng(seed)
     counts = {"smooth_round": n_per_class, "edge_on_disk": n_per_class, "merger": n_per_class // 4}
@@ -220,7 +235,8 @@ def test_the_steps_join_gzd5_votes_by_position_and_run_every_analysis(tmp_path, 
 
     pair, classes = _step_inputs(tmp_path)
     down = {"morphology": {"pair": "desi_hsc", "radius_arcsec": 1.0, "test_fraction": 0.2, "split_seed": 42,
-                           "label_fractions": [0.1, 1.0], "seeds": [0, 1], "heads": ["linear", "mlp"]},
+                           "label_fractions": [0.1, 1.0], "seeds": [0, 1], "heads": ["linear", "mlp"],
+                           "votes": {"kind": "fraction", "min_total_votes": 0}},
             "redshift": {"pair": "desi_hsc", "column": "desi_Z", "test_fraction": 0.2, "split_seed": 42,
                          "n_neighbours": 16, "mlp": "hidden32"},
             "similarity": {"k": [1, 5]}}

@@ -135,3 +135,29 @@ def test_a_repeated_reference_id_keeps_its_closest_pair_unless_strict(caplog):
     unknown = ds.remove_columns(["desi_ra", "desi_dec"])
     paired, _, summary = audit_crossmatched(unknown, "hsc", "desi", 1.0, rename=RENAME, require_positions=False)
     assert paired["object_id"] == ["7", "5", "6"] and summary["repeated_ids_dropped"] == 2
+
+
+def test_the_redshift_quality_cut_keeps_the_configured_good_value_and_names_a_wrong_polarity():
+    """MMU's DESI ZWARN is True for no warning (samesky.surveys.GOOD_REDSHIFT): the cut keeps what the config
+    calls good, counts the rest, and a cut that keeps nothing says to check the polarity."""
+    import pandas as pd
+    from datasets import Dataset
+
+    from samesky.crossmatch import CrossmatchError
+    from samesky.steps.matching import good_redshifts
+    from samesky.surveys import GOOD_REDSHIFT
+
+    assert GOOD_REDSHIFT == {"desi": ("ZWARN", True), "sdss": ("ZWARNING", False)}
+    paired = Dataset.from_dict({"object_id": ["a", "b", "c"], "desi_ZWARN": [True, False, True]})
+    pairs = pd.DataFrame({"object_id": ["a", "b", "c"]})
+    pair = {"name": "desi_hsc", "good_redshift": {"column": "desi_ZWARN", "good": True}}
+    kept, kept_pairs, summary = good_redshifts(paired, pairs, {"matched": 3}, pair)
+    assert kept["object_id"] == ["a", "c"] and list(kept_pairs["object_id"]) == ["a", "c"]
+    assert summary == {"matched": 2, "dropped_redshift_warning": 1}
+    with pytest.raises(CrossmatchError, match="desi_ZWARN is boolean, good_redshift.good is 0; give true or false"):
+        good_redshifts(paired, pairs, {}, {**pair, "good_redshift": {"column": "desi_ZWARN", "good": 0}})
+    warned = Dataset.from_dict({"object_id": ["a"], "desi_ZWARN": [False]})
+    with pytest.raises(CrossmatchError, match="no row has desi_ZWARN == True; check the flag's polarity"):
+        good_redshifts(warned, pairs.iloc[:1], {}, pair)
+    with pytest.raises(CrossmatchError, match="good_redshift.column 'ZWARN' is not a column of the pair"):
+        good_redshifts(paired, pairs, {}, {**pair, "good_redshift": {"column": "ZWARN", "good": True}})

@@ -157,6 +157,8 @@ def test_the_paper_preset_on_good_layouts_passes_and_the_report_says_what_it_rea
     assert models["dinov2-small"]["weights"] == "safetensors"
     assert models["astropt-small"]["loads"] == "astropt/015M/ckpt.pt"
     assert any("unverifiable" in n for n in found.notes)  # the Smith42 sets carry no positions
+    # MMU's Hub sets are previews: PROVABGS holds 12 of the 221k objects the paper preset expects
+    assert f"dataset provabgs: {N} rows at this revision of 221000 expected (0%): a preview" in "\n".join(found.notes)
 
 
 @pytest.mark.parametrize("broken, config_change, expected", [
@@ -413,3 +415,39 @@ def test_the_released_preset_checks_every_released_file_it_reads(tmp_path):
     assert [p.split(" (tried")[0] for p in found.problems] == [
         f"released embeddings dinov2-large: pair jwst_hsc (final): not in {tmp_path / 'pu'}@main",
         f"released embeddings dinov2-large: pair desi_hsc (final): not in {tmp_path / 'pu'}@main"]
+
+
+def test_parent_sets_in_mmus_layout_report_their_sizes_and_the_overlap_of_their_samples(tmp_path, default_config):
+    """Two parents crossmatched here (MMU's layout: object_id, ra, dec, image or spectrum), one a preview
+    smaller than its expected size: the report says how many rows each holds, names the preview, and how
+    many of the sampled rows match."""
+    rng = np.random.default_rng(1)
+    ra, dec = 150 + rng.uniform(0, 0.1, N), 2 + rng.uniform(0, 0.1, N)
+    hsc = _save([{"object_id": f"h{i}", "ra": ra[i], "dec": dec[i], "image": _image(HSC_BANDS, rng)} for i in range(N)],
+                {"object_id": Value("string"), "ra": Value("float64"), "dec": Value("float64"), "image": _image_feature()},
+                tmp_path / "hsc")
+    shift = np.where(np.arange(N) < 8, 0.2 / 3600, 0.01)  # 8 objects 0.2 arcsec away, the rest far
+    spectrum = Sequence({"flux": Value("float32"), "ivar": Value("float32"), "mask": Value("bool"),
+                         "lambda": Value("float32")})
+    desi = _save([{"object_id": str(39627000000 + i), "ra": ra[i] + shift[i], "dec": dec[i], "Z": 0.1,
+                   "spectrum": _spectrum(DESI_NPIX, rng, span=(3600, 9824))} for i in range(N)],
+                 {"object_id": Value("string"), "ra": Value("float64"), "dec": Value("float64"), "Z": Value("float32"),
+                  "spectrum": spectrum}, tmp_path / "desi")
+    config = copy.deepcopy(default_config)
+    config["datasets"] = [{"name": "hsc", "kind": "image", "survey": "hsc", "source": hsc, "expected_rows": 477_000},
+                          {"name": "desi", "kind": "spectrum", "survey": "desi", "source": desi}]
+    config["pairs"] = [{"name": "desi_hsc", "reference_dataset": "hsc", "other_dataset": "desi"}]
+    config["models"] = [{"family": "vit", "sizes": ["base"]}, {"family": "specformer", "sizes": ["base"]}]
+    config["mini_specformer_pretraining"]["dataset"] = "desi"
+    config["alignment"]["hsc_pair"] = "desi_hsc"
+    config["alignment"]["size_curves"].update(decomposition_model="vit-base",
+                                           classes={"source": "none", "column": "", "n_bins": 2})
+    config["alignment"]["conditional"].update(redshift={"source": "none", "column": ""}, brightness=None)
+    del config["probes"], config["downstream"]
+    found = run_preflight(validated(config), sample_rows=N, list_files=lister())
+    assert found.problems == []
+    rows = {r["dataset"]: r for r in found.rows["datasets"]}
+    assert rows["hsc"]["rows at revision"] == N and rows["hsc"]["expected"] == 477_000
+    assert f"dataset hsc: {N} rows at this revision of 477000 expected (0%): a preview, or a subset" in "\n".join(found.notes)
+    assert f"pair desi_hsc: 8 of the sampled {N} x {N} rows match within 1 arcsec" in "\n".join(found.notes)
+    assert {r["side"]: r["status"] for r in found.rows["sides"]} == {"hsc": "ok", "desi": "ok"}

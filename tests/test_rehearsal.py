@@ -78,9 +78,11 @@ def test_the_paper_preset_runs_end_to_end_over_http_after_its_preflight_passes(w
     report = (work / "results" / "rehearsal" / "preflight.md").read_text()
     assert "**No problem found**" in report and "| convnextv2-nano | facebook/convnextv2-nano-22k-224 | main -> " in report
     # the cost estimate, from the rows the server's Parquet footers report
-    rows = {line.split(" | ")[0].strip("| "): line.rstrip(" |").split(" | ")[-1] for line in report.splitlines()
-            if line.startswith("| ") and "_crossmatched" in line}
-    assert rows == {name: str(n) for name, n in hub.rows.items()}
+    lines = report.splitlines()
+    head = next(line for line in lines if line.startswith("| dataset | source |"))
+    cells = [dict(zip(head.strip("| ").split(" | "), line.strip("| ").split(" | "))) for line in lines
+             if line.startswith("| ") and "_crossmatched |" in line]
+    assert {c["dataset"]: c["rows at revision"] for c in cells} == {name: str(n) for name, n in hub.rows.items()}
     assert "## What the run will cost (estimate: samesky.cost)" in report and "| embed | 9 | " in report
 
     done = _snakemake(work, hub, "--cores", "2", *OVERLAY)

@@ -46,8 +46,16 @@ def _rows(group, split: str) -> range:
     return {"train": range(0, cut), "test": range(cut, n), "all": range(0, n)}[split]
 
 
+GROUPS = tuple(str(i) for i in range(10))  # AstroCLIP reads the groups "0" ... "9" by name, nothing else
+
+
 def _groups(f) -> list[str]:
-    return sorted(f.keys(), key=lambda k: int(k) if k.isdigit() else k)
+    """The data groups, by AstroCLIP's names (its dataset script reads f[str(i)] for i in range(10)); any
+    other top-level key (metadata a later version adds) is left alone, logged."""
+    extra = sorted(k for k in f.keys() if k not in GROUPS)
+    if extra:
+        log.info("%s: top-level keys %s are not AstroCLIP's data groups; not read", f.filename, extra)
+    return [g for g in GROUPS if g in f]
 
 
 def check_layout(path: str) -> None:
@@ -55,8 +63,8 @@ def check_layout(path: str) -> None:
     import h5py
 
     with h5py.File(path, "r") as f:
-        if not f.keys():
-            raise AstroCLIPDataError(f"{path}: no groups")
+        if not _groups(f):
+            raise AstroCLIPDataError(f"{path}: no groups '0' ... '9' (has {sorted(f.keys())[:10]})")
         for name in _groups(f):
             group = f[name]
             missing = [k for k in GROUP_KEYS if k not in group]

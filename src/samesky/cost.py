@@ -166,19 +166,13 @@ def estimate(config: dict, n_of: dict[str, int | None], throughputs: tuple, gflo
     return rows, totals
 
 
-def cost_section(config: dict, throughputs_path: str | Path) -> tuple[list[str], list[dict], list[dict], dict]:
-    """The preflight's estimate: (notes, the per-dataset rows, the per-rule rows, the totals)."""
-    counts, dataset_rows_out, notes = {}, [], []
-    for entry in config["datasets"]:
-        try:
-            counts[entry["name"]], how = dataset_rows(entry)
-        except Exception as exc:  # noqa: BLE001 (unreachable: the dataset checks name it)
-            counts[entry["name"]], how = None, f"not counted: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-        dataset_rows_out.append({"dataset": entry["name"], "rows": counts[entry["name"]] if counts[entry["name"]]
-                                 is not None else "", "counted from": how})
+def cost_section(config: dict, counts: dict[str, int | None], throughputs_path: str | Path) -> tuple[list[str], list[dict], dict]:
+    """The preflight's estimate from the rows each dataset holds (``counts``, preflight.check_sizes):
+    (notes, the per-rule rows, the totals)."""
+    notes = []
     n_of = pair_sizes(config, counts)
     unknown = [p for p, n in n_of.items() if n is None]
     if unknown:
         notes.append(f"cost: N unknown for pair(s) {unknown}: left out of the estimate")
     rows, totals = estimate(config, n_of, read_throughputs(throughputs_path), cpu_gflops())
-    return notes, dataset_rows_out, rows, totals
+    return notes, rows, totals

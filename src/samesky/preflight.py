@@ -570,6 +570,7 @@ def run_preflight(config: dict, sample_rows: int = 32, timeout_s: float = 20.0, 
     datasets = {d["name"]: d for d in config["datasets"]}
     needs = side_needs(config)
     pairs_of = {name: [p for p in config["pairs"] if name in pair_datasets(p)] for name in datasets}
+    samples = {}
     if config["model_weights"] == "released":
         check_released(found, config)
         return found
@@ -622,19 +623,68 @@ def run_preflight(config: dict, sample_rows: int = 32, timeout_s: float = 20.0, 
                 check_column_values(found, name, paired, later_columns(config, pair, surveys), tol)
         if len(found.problems) > n_before:
             row["status"] = "problem"
+        samples[name] = ds
+    check_crossmatch_overlap(found, config, samples)
     check_morphology_catalogue(found, config, timeout_s)
     check_models(found, config, list_files, check_access)
+    counts = check_sizes(found, config)
     if throughputs is not None and config["model_weights"] == "hub":
         from .cost import cost_section
 
-        notes, counted, rows, totals = cost_section(config, throughputs)
+        notes, rows, totals = cost_section(config, counts, throughputs)
         found.notes += notes
-        by_name = {r["dataset"]: r for r in counted}
-        for row in found.rows["datasets"]:
-            if row["dataset"] in by_name:
-                row["rows at revision"] = by_name[row["dataset"]]["rows"]
         found.cost = {"rows": rows, "totals": totals}
     return found
+
+
+def check_sizes(found: Findings, config: dict) -> dict:
+    """The rows each dataset holds at its revision (samesky.cost.dataset_rows: Parquet footers, or an HDF5's
+    size), against ``expected_rows`` where given: a source holding fewer is a preview, named in a note.
+    Returns {dataset: rows or None}."""
+    from .cost import dataset_rows
+
+    counts = {}
+    rows = {r["dataset"]: r for r in found.rows["datasets"]}
+    for entry in config["datasets"]:
+        name = entry["name"]
+        if entry["source"] == "mini":
+            counts[name] = None
+            continue
+        try:
+            counts[name], how = dataset_rows(entry)
+        except Exception as exc:  # noqa: BLE001 (unreachable: the dataset checks above name it)
+            counts[name], how = None, f"not counted ({_reason(exc)})"
+        if name in rows:
+            rows[name]["rows at revision"] = counts[name] if counts[name] is not None else how
+            rows[name]["expected"] = entry["expected_rows"] or ""
+        if counts[name] is not None and entry["expected_rows"] and counts[name] < entry["expected_rows"]:
+            found.notes.append(f"dataset {name}: {counts[name]} rows at this revision of {entry['expected_rows']} "
+                               f"expected ({counts[name] / entry['expected_rows']:.0%}): a preview, or a subset; every "
+                               "later count is out of these rows (and a join may lose objects not at random)")
+    return counts
+
+
+def check_crossmatch_overlap(found: Findings, config: dict, samples: dict) -> None:
+    """Pairs crossmatched here: how many of the sampled rows of the two parents match within the radius.
+    The samples are each set's first rows, which need not cover the same sky: a low count says little, a
+    count of matches says the positions agree in frame and units."""
+    from .crossmatch import match_one_to_one
+
+    radius = config["crossmatch"]["radius_arcsec"]
+    for p in config["pairs"]:
+        if "reference_dataset" not in p:
+            continue
+        ref, other = samples.get(p["reference_dataset"]), samples.get(p["other_dataset"])
+        if ref is None or other is None or not {"ra", "dec"} <= set(ref.column_names) & set(other.column_names):
+            continue
+        try:
+            match = match_one_to_one(np.asarray(ref["ra"], float), np.asarray(ref["dec"], float),
+                                     np.asarray(other["ra"], float), np.asarray(other["dec"], float), radius)
+            found.notes.append(f"pair {p['name']}: {match.n_matched} of the sampled {len(ref)} x {len(other)} rows "
+                               f"match within {radius:g} arcsec (the first rows of each set; the full sets overlap "
+                               "more where they cover the same sky)")
+        except Exception as exc:  # noqa: BLE001 (bad coordinates: the value checks name them)
+            found.notes.append(f"pair {p['name']}: the sampled rows could not be matched ({_reason(exc)})")
 
 
 def report(found: Findings, title: str) -> str:

@@ -12,6 +12,11 @@ import numpy as np
 DESI_WAVE_MIN, DESI_WAVE_MAX, DESI_NPIX = 3600.0, 9824.0, 7781
 # SDSS: log10-lambda grid with 1e-4 dex pixels; each plate starts near 3800 A and ends near 9200 A.
 SDSS_LOGLAM_STEP = 1e-4
+# A good redshift's warning flag as the Multimodal Universe stores it: its DESI builder writes
+# ZWARN = not bool(flag) (True = no warning), its SDSS builder ZWARNING = bool(flag) (True = a warning);
+# the Smith42 sets, merged from MMU's, keep them. (column, value of a good redshift), for pairs[].good_redshift.
+# The mini universe writes raw DESI's integer ZWARN (0 = good).
+GOOD_REDSHIFT = {"desi": ("ZWARN", True), "sdss": ("ZWARNING", False)}
 # The wavelength range each spectroscopic survey's `lambda` spans, in Angstrom (the preflight's check)
 SPECTRUM_RANGE_ANGSTROM = {"desi": (3600.0, 9824.0), "sdss": (3800.0, 9200.0)}
 FLUX_UNIT = "1e-17 erg / (s cm2 Angstrom)"

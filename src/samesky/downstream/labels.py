@@ -17,6 +17,11 @@ order (thresholds on fractions, ``MIN_FRACTION``):
 
 The soft label of each class is the product of the fractions along its branch (the vote-fraction
 probability of reaching that leaf), the way Galaxy Zoo's hierarchical fractions are usually combined.
+
+GZD-5 also has ``<question>_<answer>_debiased`` fractions (corrected for the redshift-dependent loss of
+visible features) and ``<question>_total-votes``. ``downstream.morphology.votes`` picks ``fraction`` or
+``debiased`` and a cut on ``smooth-or-featured_total-votes``; the paper preset takes AstroCLIP's choices
+(the debiased fractions, at least 3 votes on the first question).
 """
 
 from __future__ import annotations
@@ -37,28 +42,43 @@ QUESTIONS = {
     "merging": ("none", "minor-disturbance", "major-disturbance", "merger"),
 }
 FRACTION_COLUMNS = tuple(f"{q}_{a}_fraction" for q, answers in QUESTIONS.items() for a in answers)
+TOTAL_VOTES = "smooth-or-featured_total-votes"  # volunteers who answered the first question
+
+
+def vote_columns(kind: str = "fraction") -> tuple[str, ...]:
+    """The columns the classes are read from: ``_fraction`` or GZD-5's ``_debiased`` fractions."""
+    return tuple(f"{q}_{a}_{kind}" for q, answers in QUESTIONS.items() for a in answers)
 
 
 class LabelError(ValueError):
     """A morphology catalogue lacks the columns the classes are read from."""
 
 
-def fraction(cat: pd.DataFrame, question: str, answer: str) -> np.ndarray:
-    """One answer's vote fraction, NaN read as 0 (nobody was asked, so nobody chose it)."""
-    return np.nan_to_num(pd.to_numeric(cat[f"{question}_{answer}_fraction"], errors="coerce").to_numpy(float))
+def fraction(cat: pd.DataFrame, question: str, answer: str, kind: str = "fraction") -> np.ndarray:
+    """One answer's vote fraction (``kind``: fraction or debiased), NaN read as 0 (nobody was asked, so
+    nobody chose it)."""
+    return np.nan_to_num(pd.to_numeric(cat[f"{question}_{answer}_{kind}"], errors="coerce").to_numpy(float))
 
 
-def check_columns(cat: pd.DataFrame, name: str) -> None:
-    missing = [c for c in ("ra", "dec", *FRACTION_COLUMNS) if c not in cat.columns]
+def check_columns(cat: pd.DataFrame, name: str, kind: str = "fraction", min_total_votes: int = 0) -> None:
+    needed = ("ra", "dec", *vote_columns(kind), *((TOTAL_VOTES,) if min_total_votes else ()))
+    missing = [c for c in needed if c not in cat.columns]
     if missing:
         raise LabelError(f"{name}: missing column(s) {missing} (Galaxy Zoo DECaLS GZD-5 names); has "
                          f"{sorted(cat.columns)[:25]}")
 
 
-def soft_labels(cat: pd.DataFrame) -> pd.DataFrame:
+def enough_votes(cat: pd.DataFrame, min_total_votes: int) -> np.ndarray:
+    """Rows with at least ``min_total_votes`` answers to the first question (AstroCLIP keeps >= 3)."""
+    if not min_total_votes:
+        return np.ones(len(cat), bool)
+    return pd.to_numeric(cat[TOTAL_VOTES], errors="coerce").fillna(0).to_numpy(float) >= min_total_votes
+
+
+def soft_labels(cat: pd.DataFrame, kind: str = "fraction") -> pd.DataFrame:
     """Per class, the vote-fraction probability of its leaf (rows as ``cat``); the columns need not sum to 1
     (artifacts, featured galaxies without arms and the in-between answer take the rest)."""
-    f = {(q, a): fraction(cat, q, a) for q, answers in QUESTIONS.items() for a in answers}
+    f = {(q, a): fraction(cat, q, a, kind) for q, answers in QUESTIONS.items() for a in answers}
     merger = f["merging", "merger"] + f["merging", "major-disturbance"]
     calm = 1 - np.clip(merger, 0, 1)
     smooth, featured = f["smooth-or-featured", "smooth"], f["smooth-or-featured", "featured-or-disk"]
@@ -74,10 +94,10 @@ def soft_labels(cat: pd.DataFrame) -> pd.DataFrame:
     }, index=cat.index)
 
 
-def morphology_classes(cat: pd.DataFrame, name: str = "catalogue") -> np.ndarray:
+def morphology_classes(cat: pd.DataFrame, name: str = "catalogue", kind: str = "fraction") -> np.ndarray:
     """The class of each row by the decision tree above, '' where it has none."""
-    check_columns(cat, name)
-    f = {(q, a): fraction(cat, q, a) for q, answers in QUESTIONS.items() for a in answers}
+    check_columns(cat, name, kind)
+    f = {(q, a): fraction(cat, q, a, kind) for q, answers in QUESTIONS.items() for a in answers}
     smooth = f["smooth-or-featured", "smooth"] >= f["smooth-or-featured", "featured-or-disk"]
     cigar = f["how-rounded", "cigar-shaped"] > f["how-rounded", "round"]
     spiral = f["has-spiral-arms", "yes"] >= MIN_FRACTION

@@ -48,7 +48,8 @@ def _image_rows(objects_path, ids):
 
 
 @step(reads=("downstream.morphology.pair", "downstream.morphology.radius_arcsec", "downstream.morphology.test_fraction",
-             "downstream.morphology.split_seed", "downstream.redshift.pair", "downstream.redshift.column"))
+             "downstream.morphology.split_seed", "downstream.morphology.votes", "downstream.redshift.pair",
+             "downstream.redshift.column"))
 def morphology_sample(inputs, outputs, settings):
     """The morphology pair's objects matched by position to the vote-fraction catalogue
     (``settings.catalogue``), with their class, soft labels, redshift (where the pair has the redshift
@@ -72,15 +73,21 @@ def morphology_sample(inputs, outputs, settings):
     columns = ["object_id", "ra", "dec"] + ([z_column] if z_column in ds.column_names else [])
     pair = ds.select_columns(columns).to_pandas().rename(columns={z_column: "z"} if z_column else {})
     catalogue = read_catalogue(source, "downstream.morphology.catalogue")
-    labels.check_columns(catalogue, source)
+    votes = opts["votes"]
+    labels.check_columns(catalogue, source, votes["kind"], votes["min_total_votes"])
+    enough = labels.enough_votes(catalogue, votes["min_total_votes"])
+    if not enough.all():
+        log.info("morphology catalogue: %d of %d rows with fewer than %d votes on the first question left out",
+                 int((~enough).sum()), len(catalogue), votes["min_total_votes"])
+        catalogue = catalogue[enough].reset_index(drop=True)
     match = match_one_to_one(pair["ra"], pair["dec"], catalogue["ra"], catalogue["dec"], opts["radius_arcsec"],
                              names=(f"{inputs.dataset} (ra, dec)", f"{source} (ra, dec)"))
     log.info("morphology catalogue: %s", match.summary())
     matched = catalogue.iloc[match.right_index].reset_index(drop=True)
     sample = pair.iloc[match.left_index].reset_index(drop=True)
     sample["catalogue_separation_arcsec"] = match.separation_arcsec
-    sample["label"] = labels.morphology_classes(matched, source)
-    soft = labels.soft_labels(matched).add_prefix("soft_")
+    sample["label"] = labels.morphology_classes(matched, source, votes["kind"])
+    soft = labels.soft_labels(matched, votes["kind"]).add_prefix("soft_")
     sample = pd.concat([sample, soft], axis=1)
     unlabelled = int((sample["label"] == "").sum())
     sample = sample[sample["label"] != ""]

@@ -32,12 +32,40 @@ def crossmatch(inputs, outputs, settings):
         paired, pairs, summary = crossmatch_datasets(
             load_dataset_dir(inputs.reference), load_dataset_dir(inputs.other), ref_survey, other_survey, radius,
             ref_name=pair["reference_dataset"], other_name=pair["other_dataset"])
+    if pair["good_redshift"] is not None:
+        paired, pairs, summary = good_redshifts(paired, pairs, summary, pair)
     log.info("%s: %s", pair["name"], json.dumps(summary))
     summary = {"pair": pair["name"], "reference": ref_survey, "other": other_survey, **summary}
     save_dataset(paired, outputs.dataset)
     write_csv(outputs.pairs, pairs)
     write_csv(outputs.summary, pd.DataFrame([summary]))
     return {"pair": pair, "summary": summary}
+
+
+def good_redshifts(paired, pairs, summary: dict, pair: dict):
+    """The pair's rows whose redshift warning column equals the configured good value (pairs[].good_redshift);
+    the others are dropped and counted in the summary."""
+    import numpy as np
+
+    from ..crossmatch import CrossmatchError
+
+    cut = pair["good_redshift"]
+    if cut["column"] not in paired.column_names:
+        raise CrossmatchError(f"pair {pair['name']}: good_redshift.column '{cut['column']}' is not a column of the "
+                              f"pair; has {paired.column_names}")
+    values = np.asarray(paired[cut["column"]])
+    if values.dtype == bool and not isinstance(cut["good"], bool):  # raw DESI's "0 = good" on MMU's booleans
+        raise CrossmatchError(f"pair {pair['name']}: {cut['column']} is boolean, good_redshift.good is "
+                              f"{cut['good']!r}; give true or false (the Multimodal Universe's DESI ZWARN is True "
+                              "for no warning, its SDSS ZWARNING True for a warning: samesky.surveys.GOOD_REDSHIFT)")
+    keep = np.flatnonzero(values == cut["good"])
+    if len(keep) == 0:
+        raise CrossmatchError(f"pair {pair['name']}: no row has {cut['column']} == {cut['good']!r}; check the flag's "
+                              "polarity (samesky.surveys.GOOD_REDSHIFT)")
+    log.info("%s: %d of %d rows dropped by the redshift quality cut %s == %r", pair["name"], len(paired) - len(keep),
+             len(paired), cut["column"], cut["good"])
+    summary = {**summary, "matched": len(keep), "dropped_redshift_warning": len(paired) - len(keep)}
+    return paired.select(keep), pairs.iloc[keep].reset_index(drop=True), summary
 
 
 @step()

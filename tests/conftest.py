@@ -16,6 +16,16 @@ def repo() -> Path:
     return REPO
 
 
+def copy_repo(dest: Path) -> Path:
+    """A copy of the repository without its environment, results, inputs or git, for a test to run the
+    workflow in (and leave the developer's results/ alone)."""
+    import shutil
+
+    shutil.copytree(REPO, dest, ignore=shutil.ignore_patterns(".venv", "results", "resources", ".snakemake", ".git",
+                                                              "*.egg-info"))
+    return dest
+
+
 def validated(config: dict) -> dict:
     """``config`` checked against the schema, with its defaults filled in, as the workflow sees it."""
     from snakemake.utils import validate

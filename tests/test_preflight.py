@@ -13,7 +13,7 @@ from datasets import Array2D, Dataset, Features, Sequence, Value
 from samesky.preflight import PreflightError, check_hub_reachable, report, run_preflight
 from samesky.surveys import DESI_NPIX
 
-from conftest import validated
+from conftest import copy_repo, validated
 from test_astroclip_data import _write_h5
 
 N, PIX = 12, 8
@@ -351,13 +351,8 @@ def _preflight(work, *configfiles, env=None):
 
 
 @pytest.fixture()
-def work(tmp_path, repo):
-    import shutil
-
-    dest = tmp_path / "samesky"
-    shutil.copytree(repo, dest, ignore=shutil.ignore_patterns(".venv", "results", "resources", ".snakemake", ".git",
-                                                              "*.egg-info"))
-    return dest
+def work(tmp_path):
+    return copy_repo(tmp_path / "samesky")
 
 
 def test_snakemake_preflight_writes_its_report_and_fails_with_one_line_per_problem(work, paper_config):

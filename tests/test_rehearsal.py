@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, validated
+from conftest import REPO, copy_repo, validated
 from hub_server import LocalHub
 
 pytestmark = [pytest.mark.workflow, pytest.mark.rehearsal]
@@ -51,9 +51,7 @@ def hub(tmp_path_factory):
 @pytest.fixture(scope="module")
 def work(tmp_path_factory, hub):
     """A copy of the repository whose overlay names the server's URLs (the HDF5 and the CSV)."""
-    dest = tmp_path_factory.mktemp("repo") / "samesky"
-    shutil.copytree(REPO, dest, ignore=shutil.ignore_patterns(".venv", "results", "resources", ".snakemake", ".git",
-                                                              "*.egg-info"))
+    dest = copy_repo(tmp_path_factory.mktemp("repo") / "samesky")
     paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
     for d in paper["datasets"]:
         if d.get("format") == "astroclip_h5":

@@ -4,7 +4,6 @@ the alignment rebuilt from them by the workflow."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 
@@ -19,6 +18,8 @@ from samesky.registry import get_spec
 from samesky.released import (NOT_RELEASED, ReleasedError, audit_file, fetch_released, list_repository,
                               released_column, released_meta, released_name, released_path, resolve, same_spectra,
                               to_embeddings, to_layers)
+
+from conftest import copy_repo
 
 N = 300
 IMAGE_MODELS = [("dinov2", "small"), ("dinov2", "base"), ("astropt", "small"), ("astropt", "base")]
@@ -216,10 +217,8 @@ def _snakemake(work, *args):
                           env={**os.environ})
 
 
-def test_the_workflow_rebuilds_tables_1_2_and_figure_1_from_released_files_refusing_a_scrambled_one(tmp_path, repo):
-    work = tmp_path / "samesky"
-    shutil.copytree(repo, work, ignore=shutil.ignore_patterns(".venv", "results", "resources", ".snakemake", ".git",
-                                                              "*.egg-info"))
+def test_the_workflow_rebuilds_tables_1_2_and_figure_1_from_released_files_refusing_a_scrambled_one(tmp_path):
+    work = copy_repo(tmp_path / "samesky")
     # a newer family of the peer's code (issue 30) beside the paper's: clip_{base,large} files
     # one file under another of the peer's names, one not released at all, and the layerwise repository
     write_released(work / "resources" / "pu-embeddings", scrambled={("jwst", "dinov2", "base")},

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import copy_repo
 from samesky.io import load_dataset_dir
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -41,12 +42,9 @@ def _job_counts(output: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory, repo):
+def workdir(tmp_path_factory):
     """A copy of the repository, so the run leaves the developer's results/ alone."""
-    dest = tmp_path_factory.mktemp("repo") / "samesky"
-    shutil.copytree(repo, dest, ignore=shutil.ignore_patterns(".venv", "results", "resources", ".snakemake", ".git",
-                                                              "*.egg-info"))
-    return dest
+    return copy_repo(tmp_path_factory.mktemp("repo") / "samesky")
 
 
 @pytest.fixture(scope="module")

@@ -40,15 +40,29 @@ def _shards(frame_or_ds, folder: Path, n_shards: int = 2) -> None:
 
 def smith42_layout(paired, other: str):
     """Our pair layout (survey-prefixed columns) -> the layout the Smith42 sets are read in
-    (config/paper.yaml's ``rename``): MMU's merge keeps one object_id, ra, dec; a spectroscopic pair has
-    HSC's ``image``, the ``spectrum`` and the spectroscopic survey's scalars unprefixed."""
-    keep = {"object_id": "object_id", "ra": "ra", "dec": "dec", "hsc_image": "hsc_image", f"{other}_image": f"{other}_image"}
+    (config/paper.yaml's ``rename``), as MMU's ``cross_match_datasets`` returns it: the examples merged, the
+    right side's ``object_id`` kept, and no position (MMU's builders emit none); a spectroscopic pair has
+    HSC's ``image``, the ``spectrum`` and the spectroscopic survey's scalars unprefixed, its object_id the
+    spectroscopic survey's (DESI's TARGETID)."""
+    keep = {"object_id": "object_id", "hsc_image": "hsc_image", f"{other}_image": f"{other}_image"}
     if other in SPECTROSCOPIC:
-        keep = {"object_id": "object_id", "ra": "ra", "dec": "dec", "hsc_image": "image", f"{other}_spectrum": "spectrum"}
+        keep = {f"{other}_object_id": "object_id", "hsc_image": "image", f"{other}_spectrum": "spectrum"}
         keep |= {c: c[len(other) + 1:] for c in paired.column_names if c.startswith(f"{other}_")
                  and c not in (f"{other}_spectrum", f"{other}_object_id", f"{other}_ra", f"{other}_dec")}
     ds = paired.select_columns([c for c in keep if c in paired.column_names])
     return ds.rename_columns({c: keep[c] for c in ds.column_names if keep[c] != c})
+
+
+def provabgs_of_desi(hub: Path) -> pd.DataFrame:
+    """PROVABGS rows (TARGETID in object_id, ra, dec, the properties, MAG_R) of the mini DESI objects."""
+    cat = pd.read_parquet(next((hub / "provabgs" / "data").glob("*.parquet")))
+    desi = pd.read_parquet(next((hub / "desi" / "data").glob("*.parquet")), columns=["object_id", "ra", "dec", "FLUX_R"])
+    desi = desi.set_index(desi["object_id"].astype(np.int64))
+    out = cat.rename(columns={"TARGETID": "object_id"}).assign(
+        ra=desi["ra"].reindex(cat["TARGETID"]).to_numpy(), dec=desi["dec"].reindex(cat["TARGETID"]).to_numpy(),
+        MAG_R=22.5 - 2.5 * np.log10(desi["FLUX_R"].reindex(cat["TARGETID"]).to_numpy()))
+    out["object_id"] = out["object_id"].astype(str)
+    return out[["object_id", "ra", "dec", "LOG_MSTAR", "Z_MW", "TAGE_MW", "AVG_SFR", "MAG_R"]]
 
 
 def write_models(root: Path, specs, seed: int = 0) -> None:
@@ -116,10 +130,13 @@ def build_hub(root: Path, specs, universe: dict, n_galaxies: int = 500, seed: in
     h5 = root / "files" / "~flanusse" / "astroclip_desi.1.1.5.h5"
     h5.parent.mkdir(parents=True)
     shutil.copyfile(mini / "resources" / "test_astroclip" / "astroclip_desi.h5", h5)
+    # PROVABGS: AstroCLIP's objects and the DESI-HSC set's (the paper preset takes that set's positions
+    # from it by TARGETID)
     provabgs = root / "datasets" / "MultimodalUniverse" / "desi_provabgs" / "data"
     provabgs.mkdir(parents=True)
-    shutil.copyfile(mini / "resources" / "test_astroclip" / "provabgs" / "train-00000-of-00001.parquet",
-                    provabgs / "train-00000-of-00001.parquet")
+    astroclip = pd.read_parquet(mini / "resources" / "test_astroclip" / "provabgs" / "train-00000-of-00001.parquet")
+    pd.concat([astroclip, provabgs_of_desi(mini / "hub")], ignore_index=True).to_parquet(
+        provabgs / "train-00000-of-00001.parquet", index=False)
     write_models(root, specs)
     # released embeddings, one under another of the peer's names
     write_released(root / "datasets" / "UniverseTBD" / "pu-embeddings", n=120,

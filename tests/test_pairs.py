@@ -161,3 +161,25 @@ def test_the_redshift_quality_cut_keeps_the_configured_good_value_and_names_a_wr
         good_redshifts(warned, pairs.iloc[:1], {}, pair)
     with pytest.raises(CrossmatchError, match="good_redshift.column 'ZWARN' is not a column of the pair"):
         good_redshifts(paired, pairs, {}, {**pair, "good_redshift": {"column": "ZWARN", "good": True}})
+
+
+def test_positions_missing_from_a_set_are_joined_by_id_from_a_catalogue(tmp_path):
+    """MMU's merged rows carry no positions: pairs[].positions_from fills ra/dec by id from a catalogue
+    (the paper preset's DESI-HSC set from PROVABGS by TARGETID), counting what it could not fill."""
+    import numpy as np
+    import pandas as pd
+    from datasets import Dataset
+
+    from samesky.io import save_dataset
+    from samesky.steps.matching import positions_from_catalogue
+
+    save_dataset(Dataset.from_dict({"object_id": ["39627", "39628", "x"], "ra": [150.0, 151.0, 0.5],
+                                    "dec": [2.0, 2.5, 0.1]}), tmp_path / "provabgs")
+    paired = Dataset.from_dict({"object_id": ["39628", "39627", "39999"], "ra": [np.nan, 10.0, np.nan],
+                                "dec": [np.nan, 1.0, np.nan], "separation_arcsec": [np.nan] * 3})
+    pairs = pd.DataFrame({"object_id": paired["object_id"], "ra": paired["ra"], "dec": paired["dec"]})
+    pair = {"name": "desi_hsc", "positions_from": {"dataset": "provabgs", "pair_id": "object_id", "catalogue_id": "object_id"}}
+    out, out_pairs, summary = positions_from_catalogue(paired, pairs, {}, pair, tmp_path / "provabgs")
+    assert out["ra"][:2] == [151.0, 10.0] and np.isnan(out["ra"][2]) and out["dec"][0] == 2.5
+    assert summary == {"positions_from_catalogue": 1, "without_position": 1}
+    assert list(out_pairs["ra"][:2]) == [151.0, 10.0] and out.column_names[:3] == ["object_id", "ra", "dec"]

@@ -228,9 +228,6 @@ def _drop_planes(row, k):
     ({"desi_hsc_crossmatched": lambda row, k: {**row, "Z": -1.0 if k % 2 else row["Z"]}},
      "dataset desi_hsc_crossmatched: column 'desi_Z' (downstream.redshift.column): 6 of 12 sampled values outside "
      "[0, 7] (redshift) or not finite (found -1 to 0.1); at most 5.0%: preflight.values.max_outside_fraction"),
-    ({"desi_hsc_crossmatched": lambda row, k: {c: v for c, v in row.items() if c not in ("ra", "dec")}},
-     "dataset desi_hsc_crossmatched: column 'ra' (downstream.morphology.pair): 12 of 12 sampled values not finite "
-     "(the set carries no positions); at most 5.0%: preflight.values.max_outside_fraction"),
 ])
 def test_values_the_schema_allows_but_the_run_does_not_assume_are_named_with_their_tolerance(
         tmp_path, paper_config, edit, expected):
@@ -238,6 +235,26 @@ def test_values_the_schema_allows_but_the_run_does_not_assume_are_named_with_the
     found = run_preflight(paper_on(sources, paper_config), sample_rows=12, list_files=lister())
     assert expected in found.problems, found.problems
     assert f"- {expected}" in report(found, "broken values")
+
+
+def test_a_set_without_positions_takes_them_from_a_catalogue_or_is_named(tmp_path, paper_config):
+    """The DESI-HSC set without ra/dec: the paper preset joins PROVABGS's by id (pairs[].positions_from), so
+    the preflight notes it and checks the catalogue's positions; without that, the morphology match would
+    have nothing to match, a problem line."""
+    edit = {"desi_hsc_crossmatched": lambda row, k: {c: v for c, v in row.items() if c not in ("ra", "dec")}}
+    sources = {**write_layouts(tmp_path, edit=edit), "root": tmp_path}
+    config = paper_on(sources, paper_config)
+    found = run_preflight(config, sample_rows=12, list_files=lister())
+    assert found.problems == []
+    assert ("dataset desi_hsc_crossmatched: pair desi_hsc takes ra/dec from provabgs joined on object_id = object_id "
+            "where its own are missing") in found.notes
+    next(p for p in config["pairs"] if p["name"] == "desi_hsc")["positions_from"] = None
+    found = run_preflight(config, sample_rows=12, list_files=lister())
+    assert found.problems == [
+        "dataset desi_hsc_crossmatched: column 'ra' (downstream.morphology.pair): 12 of 12 sampled values not finite "
+        "(the set carries no positions); at most 5.0%: preflight.values.max_outside_fraction",
+        "dataset desi_hsc_crossmatched: column 'dec' (downstream.morphology.pair): 12 of 12 sampled values not finite "
+        "(the set carries no positions); at most 5.0%: preflight.values.max_outside_fraction"]
 
 
 def test_harmless_variants_pass_the_value_checks(tmp_path, paper_config):

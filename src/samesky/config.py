@@ -199,7 +199,14 @@ def _check_pairs(pairs: list[dict], datasets: dict) -> None:
                 raise ConfigError(f"{key}.dataset: '{p['dataset']}' is not a dataset of kind 'paired'")
             if p["reference_survey"] == p["other_survey"]:
                 raise ConfigError(f"{key}: reference_survey and other_survey are the same survey '{p['other_survey']}'")
+            source = (p.get("positions_from") or {}).get("dataset")
+            if source is not None and (source not in datasets or datasets[source]["kind"] != "catalogue"):
+                raise ConfigError(f"{key}.positions_from.dataset: '{source}' is not a dataset of kind 'catalogue'; "
+                                  f"known: {sorted(datasets)}")
             continue
+        if p.get("positions_from"):
+            raise ConfigError(f"{key}.positions_from: only a pair paired upstream ('dataset') takes positions from a "
+                              "catalogue; a pair crossmatched here has its parents'")
         if p["rename"]:
             raise ConfigError(f"{key}.rename: only a pair paired upstream ('dataset') can rename columns")
         for side in CROSSMATCHED_KEYS:

@@ -608,9 +608,13 @@ def run_preflight(config: dict, sample_rows: int = 32, timeout_s: float = 20.0, 
         n_before = len(found.problems)
         tol = config["preflight"]["values"]
         if entry["kind"] == "catalogue":
-            if "probes" in config:
-                check_columns(found, name, ds, catalogue_columns(config))
-                check_column_values(found, name, ds, catalogue_columns(config), tol)
+            columns = catalogue_columns(config) if "probes" in config and config["probes"] else {}
+            for p in config["pairs"]:  # a catalogue that gives a pair its positions (pairs[].positions_from)
+                if p["positions_from"] and p["positions_from"]["dataset"] == name:
+                    columns.update({p["positions_from"]["catalogue_id"]: f"pairs {p['name']} positions_from",
+                                    "ra": f"pairs {p['name']} positions_from", "dec": f"pairs {p['name']} positions_from"})
+            check_columns(found, name, ds, columns)
+            check_column_values(found, name, ds, columns, tol)
         elif entry["kind"] in ("image", "spectrum"):  # a parent: what every pair made from it reads
             bands = [b for p in pairs_of[name] for b in needs.get((p["name"], entry["survey"]), {}).get("bands", ())]
             check_parent(found, name, entry, ds, {"bands": tuple(dict.fromkeys(bands))}, tol)
@@ -619,8 +623,17 @@ def run_preflight(config: dict, sample_rows: int = 32, timeout_s: float = 20.0, 
             pair_needs = {s: needs.get((pair["name"], s), {}) for s in surveys}
             paired = check_paired(found, name, pair, ds, surveys, config, pair_needs)
             if paired is not None:
-                check_columns(found, name, paired, later_columns(config, pair, surveys))
-                check_column_values(found, name, paired, later_columns(config, pair, surveys), tol)
+                later = later_columns(config, pair, surveys)
+                check_columns(found, name, paired, later)
+                if pair["positions_from"]:  # filled by id at the crossmatch: read in the catalogue instead
+                    source = pair["positions_from"]
+                    later = {c: r for c, r in later.items() if c not in ("ra", "dec")}
+                    found.notes.append(f"dataset {name}: pair {pair['name']} takes ra/dec from {source['dataset']} "
+                                       f"joined on {source['pair_id']} = {source['catalogue_id']} where its own are missing")
+                    if source["pair_id"] not in paired.column_names:
+                        found.problem(f"dataset {name}", f"pair {pair['name']} positions_from.pair_id",
+                                      f"no column '{source['pair_id']}'; has {paired.column_names}")
+                check_column_values(found, name, paired, later, tol)
         if len(found.problems) > n_before:
             row["status"] = "problem"
         samples[name] = ds

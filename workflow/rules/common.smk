@@ -98,8 +98,12 @@ def crossmatch_inputs(wildcards):
     """The datasets a pair is made from, by their role, and their provenance records."""
     names = pair_datasets(PAIRS[wildcards.pair])
     roles = ["paired"] if len(names) == 1 else ["reference", "other"]
-    return {**{role: dataset_path(n) for role, n in zip(roles, names)},
-            "provenance": [f"{dataset_path(n)}.provenance.json" for n in names]}
+    inputs = {role: dataset_path(n) for role, n in zip(roles, names)}
+    positions = PAIRS[wildcards.pair].get("positions_from")
+    if positions:  # ra/dec joined by id from a catalogue
+        inputs["positions"] = dataset_path(positions["dataset"])
+        names = [*names, positions["dataset"]]
+    return {**inputs, "provenance": [f"{dataset_path(n)}.provenance.json" for n in names]}
 
 
 def pair_entry(wildcards):

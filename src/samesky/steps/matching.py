@@ -32,6 +32,8 @@ def crossmatch(inputs, outputs, settings):
         paired, pairs, summary = crossmatch_datasets(
             load_dataset_dir(inputs.reference), load_dataset_dir(inputs.other), ref_survey, other_survey, radius,
             ref_name=pair["reference_dataset"], other_name=pair["other_dataset"])
+    if pair["positions_from"] is not None:
+        paired, pairs, summary = positions_from_catalogue(paired, pairs, summary, pair, inputs.positions)
     if pair["good_redshift"] is not None:
         paired, pairs, summary = good_redshifts(paired, pairs, summary, pair)
     log.info("%s: %s", pair["name"], json.dumps(summary))
@@ -40,6 +42,38 @@ def crossmatch(inputs, outputs, settings):
     write_csv(outputs.pairs, pairs)
     write_csv(outputs.summary, pd.DataFrame([summary]))
     return {"pair": pair, "summary": summary}
+
+
+def positions_from_catalogue(paired, pairs, summary: dict, pair: dict, catalogue_dir):
+    """ra/dec of the pair's objects from a catalogue joined by id (pairs[].positions_from), where the pair's
+    own are missing; counted in the summary. The later rules (morphology, environment, sky regions) then
+    read them as any position."""
+    import numpy as np
+
+    from ..crossmatch import CrossmatchError
+
+    opts = pair["positions_from"]
+    cat = load_dataset_dir(catalogue_dir)
+    missing = [c for c in (opts["catalogue_id"], "ra", "dec") if c not in cat.column_names]
+    if missing or opts["pair_id"] not in paired.column_names:
+        raise CrossmatchError(f"pair {pair['name']}: positions_from: no column(s) "
+                              f"{missing or [opts['on']]} in {'the catalogue ' + opts['dataset'] if missing else 'the pair'}")
+    cat = cat.select_columns([opts["catalogue_id"], "ra", "dec"]).to_pandas()
+    cat = cat.drop_duplicates(opts["catalogue_id"]).set_index(cat[opts["catalogue_id"]].astype(str).to_numpy())
+    ids = np.asarray(paired[opts["pair_id"]]).astype(str)
+    ra, dec = np.asarray(paired["ra"], float), np.asarray(paired["dec"], float)
+    need = ~(np.isfinite(ra) & np.isfinite(dec))
+    found = cat.reindex(ids)
+    fill = need & found["ra"].notna().to_numpy() & found["dec"].notna().to_numpy()
+    ra[fill], dec[fill] = found["ra"].to_numpy(float)[fill], found["dec"].to_numpy(float)[fill]
+    log.info("%s: %d of %d objects without a position get one from %s by %s", pair["name"], int(fill.sum()),
+             int(need.sum()), opts["dataset"], opts["pair_id"])
+    paired = paired.remove_columns(["ra", "dec"]).add_column("ra", list(ra)).add_column("dec", list(dec))
+    order = ["object_id", "ra", "dec"]
+    paired = paired.select_columns(order + [c for c in paired.column_names if c not in order])
+    pairs = pairs.assign(ra=ra, dec=dec) if {"ra", "dec"} <= set(pairs.columns) else pairs
+    return paired, pairs, {**summary, "positions_from_catalogue": int(fill.sum()),
+                           "without_position": int((need & ~fill).sum())}
 
 
 def good_redshifts(paired, pairs, summary: dict, pair: dict):

@@ -157,6 +157,9 @@ def test_the_paper_preset_on_good_layouts_passes_and_the_report_says_what_it_rea
     assert models["dinov2-small"]["weights"] == "safetensors"
     assert models["astropt-small"]["loads"] == "astropt/015M/ckpt.pt"
     assert any("unverifiable" in n for n in found.notes)  # the Smith42 sets carry no positions
+    assert ("dataset jwst_hsc_crossmatched: pair jwst_hsc has no positions: the conditional alignment skips its "
+            "environment and sky regions (so reported in conditional_alignment.csv)") in "\n".join(found.notes)
+    assert not any("pair desi_hsc has no positions" in n for n in found.notes)  # its own, or PROVABGS's
     # MMU's Hub sets are previews: PROVABGS holds 12 of the 221k objects the paper preset expects
     assert f"dataset provabgs: {N} rows at this revision of 221000 expected (0%): a preview" in "\n".join(found.notes)
 

@@ -634,6 +634,7 @@ def run_preflight(config: dict, sample_rows: int = 32, timeout_s: float = 20.0, 
                         found.problem(f"dataset {name}", f"pair {pair['name']} positions_from.pair_id",
                                       f"no column '{source['pair_id']}'; has {paired.column_names}")
                 check_column_values(found, name, paired, later, tol)
+                note_skipped_without_positions(found, name, pair, paired, config)
         if len(found.problems) > n_before:
             row["status"] = "problem"
         samples[name] = ds
@@ -648,6 +649,21 @@ def run_preflight(config: dict, sample_rows: int = 32, timeout_s: float = 20.0, 
         found.notes += notes
         found.cost = {"rows": rows, "totals": totals}
     return found
+
+
+def note_skipped_without_positions(found: Findings, name: str, pair: dict, paired, config: dict) -> None:
+    """A pair whose sampled rows have no position and that takes none from a catalogue: the analyses that
+    need positions and skip them (reporting so in their tables), named before the run."""
+    ra = np.asarray(paired["ra"], float) if "ra" in paired.column_names else np.array([np.nan])
+    if pair["positions_from"] or np.isfinite(ra).any():
+        return
+    conditional = config["alignment"]["conditional"]
+    skipped = [what for what, on in (("environment", conditional["environment"]),
+                                     ("sky regions", conditional["sky_regions"])) if on and pair["align"]]
+    if skipped:
+        found.notes.append(f"dataset {name}: pair {pair['name']} has no positions: the conditional alignment skips "
+                           f"its {' and '.join(skipped)} (so reported in conditional_alignment.csv); "
+                           "pairs[].positions_from can take them from a catalogue by id")
 
 
 def check_sizes(found: Findings, config: dict) -> dict:

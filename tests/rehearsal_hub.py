@@ -12,6 +12,8 @@
   only; AstroPT's ``astropt/<size>/ckpt.pt``; Specformer's and AstroCLIP's Lightning checkpoints), holding
   small configurations of the real architectures;
 - ``datasets/UniverseTBD/pu-embeddings``: released embeddings under the peer's naming variants.
+Not rehearsed: MMU's image masks are True for clean pixels; these keep the mini universe's True = bad, which
+the run reads (the preflight stops a set whose masks read mostly bad: docs/methods.md, Data).
 """
 
 from __future__ import annotations

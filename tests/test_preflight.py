@@ -222,6 +222,10 @@ def _drop_planes(row, k):
     ({"sdss_hsc_crossmatched": _side("spectrum", **{"lambda": lambda v: np.asarray(v) / 1e4})},
      "dataset sdss_hsc_crossmatched: column 'sdss_spectrum' field 'lambda': spans 0.38-0.92 (microns?); sdss spans "
      "3800-9200 A (within 100 A: preflight.values.wavelength_tolerance_angstrom)"),
+    ({"jwst_hsc_crossmatched": _side("jwst_image", mask=lambda v: ~np.asarray(v, bool))},  # MMU: True = clean
+     "dataset jwst_hsc_crossmatched: column 'jwst_image' field 'mask': 100.0% of the sampled pixels masked (at most "
+     "50.0%: preflight.values.max_masked_fraction); the run reads True as a bad pixel, and the Multimodal Universe's "
+     "image masks are True for clean ones: is the polarity reversed?"),
     ({"jwst_hsc_crossmatched": _drop_planes},
      "dataset jwst_hsc_crossmatched: column 'jwst_image' field 'band': 12 of 12 sampled rows name 7 bands for 6 flux "
      "planes"),

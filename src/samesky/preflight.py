@@ -157,7 +157,7 @@ def check_side(found: Findings, name: str, pair: str, survey: str, ds, needs: di
     kind = modality_of(survey)
     column = f"{survey}_{kind}"
     row = {"pair": pair, "side": survey, "column": column, "fields": "", "bands / length": "", "shape": "",
-           "finite": "", "ivar > 0": "", "constant rows": "", "wavelength (A)": "", "status": "ok"}
+           "finite": "", "ivar > 0": "", "masked": "", "constant rows": "", "wavelength (A)": "", "status": "ok"}
     found.rows["sides"].append(row)
     what = f"dataset {name}"
     values = ds.with_format("numpy")[column]  # there, with its fields: the callers ran the audit's checks
@@ -227,6 +227,16 @@ def check_side_values(found: Findings, what: str, column: str, survey: str, valu
                                               f"{_frac(positive)} of the sampled pixels with inverse variance > 0 "
                                               f"(at least {_frac(tol['min_positive_ivar_fraction'])}: "
                                               f"{key}.min_positive_ivar_fraction)")
+    if "mask" in values[0]:  # read as True = bad, as every step reads it
+        masks = [np.asarray(v["mask"], dtype=bool) for v in values]
+        masked = sum(int(m.sum()) for m in masks) / max(1, sum(m.size for m in masks))
+        row["masked"] = _frac(masked)
+        if masked > tol["max_masked_fraction"]:
+            row["status"] = found.problem(what, f"column '{column}' field 'mask'",
+                                          f"{_frac(masked)} of the sampled pixels masked (at most "
+                                          f"{_frac(tol['max_masked_fraction'])}: {key}.max_masked_fraction); the run reads "
+                                          "True as a bad pixel, and the Multimodal Universe's image masks are True "
+                                          "for clean ones: is the polarity reversed?")
     constant = sum(1 for f in fluxes if not np.isfinite(f).any() or np.ptp(f[np.isfinite(f)]) == 0)
     row["constant rows"] = f"{constant} of {len(fluxes)}"
     if constant / len(fluxes) > tol["max_constant_fraction"]:

@@ -58,6 +58,14 @@ def _groups(f) -> list[str]:
     return [g for g in GROUPS if g in f]
 
 
+def n_objects(path: str) -> int:
+    """The objects of the file's data groups (every split)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return sum(len(f[g]["targetids"]) for g in _groups(f))
+
+
 def check_layout(path: str) -> None:
     """Raise naming the file, group and field where the file differs from AstroCLIP's layout."""
     import h5py

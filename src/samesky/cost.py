@@ -80,10 +80,9 @@ def dataset_rows(entry: dict) -> tuple[int | None, str]:
         return None, "made here"
     if entry["format"] == "astroclip_h5":
         if not is_remote(source):
-            import h5py
+            from .astroclip_data import n_objects
 
-            with h5py.File(source, "r") as f:
-                return sum(len(f[g]["targetids"]) for g in f if g.isdigit()), "HDF5 groups"
+            return n_objects(source), "HDF5 groups"
         size = head_size(source, 20)
         return (size // ASTROCLIP_ROW_BYTES, "file size / one object's bytes") if size > 0 else (None, "size not given")
     import pyarrow.parquet as pq

@@ -202,13 +202,19 @@ def _frac(x: float) -> str:
     return f"{x:.1%}"
 
 
+def _share(flags) -> float:
+    """The share of True over a side's boolean arrays (one a row)."""
+    flags = list(flags)
+    return sum(int(f.sum()) for f in flags) / max(1, sum(f.size for f in flags))
+
+
 def check_side_values(found: Findings, what: str, column: str, survey: str, values, row: dict, tol: dict) -> None:
     """The values of one side's sampled rows: finite flux, inverse variances > 0, rows that would embed as
     constants, image planes against the band list, and a spectrum's wavelength grid against its survey's
     range in Angstrom. Each departure beyond its tolerance is one problem line; the facts go in ``row``."""
     key = "preflight.values"
     fluxes = [np.asarray(v["flux"], dtype=np.float64) for v in values]
-    finite = sum(int(np.isfinite(f).sum()) for f in fluxes) / max(1, sum(f.size for f in fluxes))
+    finite = _share(np.isfinite(f) for f in fluxes)
     row["finite"] = _frac(finite)
     if finite < tol["min_finite_fraction"]:
         row["status"] = found.problem(what, f"column '{column}' field 'flux'",
@@ -220,7 +226,7 @@ def check_side_values(found: Findings, what: str, column: str, survey: str, valu
             row["status"] = found.problem(what, f"column '{column}' field 'ivar'",
                                           f"shape {ivars[0].shape} differs from 'flux' {fluxes[0].shape}")
         else:
-            positive = sum(int((np.isfinite(i) & (i > 0)).sum()) for i in ivars) / max(1, sum(i.size for i in ivars))
+            positive = _share(np.isfinite(i) & (i > 0) for i in ivars)
             row["ivar > 0"] = _frac(positive)
             if positive < tol["min_positive_ivar_fraction"]:
                 row["status"] = found.problem(what, f"column '{column}' field 'ivar'",
@@ -228,8 +234,7 @@ def check_side_values(found: Findings, what: str, column: str, survey: str, valu
                                               f"(at least {_frac(tol['min_positive_ivar_fraction'])}: "
                                               f"{key}.min_positive_ivar_fraction)")
     if "mask" in values[0]:  # read as True = bad, as every step reads it
-        masks = [np.asarray(v["mask"], dtype=bool) for v in values]
-        masked = sum(int(m.sum()) for m in masks) / max(1, sum(m.size for m in masks))
+        masked = _share(np.asarray(v["mask"], dtype=bool) for v in values)
         row["masked"] = _frac(masked)
         if masked > tol["max_masked_fraction"]:
             row["status"] = found.problem(what, f"column '{column}' field 'mask'",
@@ -514,13 +519,11 @@ def check_models(found: Findings, config: dict, list_files=hub_model_files, chec
 
 
 def hub_dataset_files(repo_id: str, revision: str) -> tuple[str, list[str]]:
-    """(resolved commit, file names) of a Hub dataset repository, or of a local folder in its layout."""
-    if not is_remote(repo_id):
-        return "local", [str(p.relative_to(repo_id)) for p in Path(repo_id).rglob("*") if p.is_file()]
-    from huggingface_hub import HfApi
+    """(resolved commit, file names) of a released repository, listed as the run's list_released lists it."""
+    from .released import list_repository
 
-    info = HfApi().dataset_info(repo_id, revision=revision)
-    return info.sha, [f.rfilename for f in info.siblings or []]
+    listing = list_repository(repo_id, revision)
+    return listing["revision_resolved"], listing["files"]
 
 
 def check_released(found: Findings, config: dict, list_files=hub_dataset_files) -> None:

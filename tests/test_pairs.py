@@ -183,3 +183,47 @@ def test_positions_missing_from_a_set_are_joined_by_id_from_a_catalogue(tmp_path
     assert out["ra"][:2] == [151.0, 10.0] and np.isnan(out["ra"][2]) and out["dec"][0] == 2.5
     assert summary == {"positions_from_catalogue": 1, "without_position": 1}
     assert list(out_pairs["ra"][:2]) == [151.0, 10.0] and out.column_names[:3] == ["object_id", "ra", "dec"]
+
+
+def _images(n, rng, layout):
+    """Image columns in the two layouts ``datasets`` stores: Sequence of a struct (a struct of lists) and a
+    list of structs; masks True for clean pixels, as the Multimodal Universe's builders write them."""
+    from datasets import Array2D, Features, Sequence, Value
+
+    fields = {"band": Value("string"), "flux": Array2D((4, 4), "float32"), "mask": Array2D((4, 4), "bool")}
+    feature = Sequence(fields) if layout == "sequence" else [fields]
+    rows = []
+    for i in range(n):
+        flux, mask = rng.normal(size=(2, 4, 4)).astype("float32"), rng.random((2, 4, 4)) < 0.8
+        image = ({"band": ["g", "r"], "flux": list(flux), "mask": list(mask)} if layout == "sequence" else
+                 [{"band": b, "flux": flux[k], "mask": mask[k]} for k, b in enumerate("gr")])
+        spectrum = {"flux": [1.0, 2.0], "mask": [True, False]}
+        rows.append({"object_id": str(i), "hsc_image": image, "desi_spectrum": spectrum})
+    features = Features({"object_id": Value("string"), "hsc_image": feature,
+                         "desi_spectrum": Sequence({"flux": Value("float32"), "mask": Value("bool")})})
+    return Dataset.from_list(rows, features=features)
+
+
+@pytest.mark.parametrize("layout", ["sequence", "list"])
+def test_clean_image_masks_are_inverted_once_and_nothing_else_changes(layout):
+    """A dataset configured ``image_mask: clean``: its pair's image masks read True = bad afterwards, in a
+    selection of rows too (the crossmatch's order); fluxes, bands, features and the spectrum's mask unchanged."""
+    from samesky.pairs import image_mask_columns, invert_masks
+    from samesky.steps.matching import clean_masks_to_bad
+
+    ds = _images(6, np.random.default_rng(0), layout).select([4, 0, 5, 2])
+    assert image_mask_columns(ds) == ["hsc_image"]
+    out = clean_masks_to_bad(ds, "desi_hsc", ("hsc", "desi"), {"paired": "clean"})
+    assert out.features == ds.features and out["object_id"] == ["4", "0", "5", "2"]
+    def planes(image, field):
+        return np.stack(image[field]) if layout == "sequence" else np.stack([plane[field] for plane in image])
+
+    for a, b in zip(ds.with_format("numpy"), out.with_format("numpy")):
+        assert planes(a["hsc_image"], "mask").shape == (2, 4, 4)
+        assert np.array_equal(planes(b["hsc_image"], "mask"), ~planes(a["hsc_image"], "mask"))
+        assert np.array_equal(planes(b["hsc_image"], "flux"), planes(a["hsc_image"], "flux"))
+        assert list(planes(b["hsc_image"], "band")) == list(planes(a["hsc_image"], "band"))
+        assert np.array_equal(b["desi_spectrum"]["mask"], a["desi_spectrum"]["mask"])
+    # a dataset in the run's own polarity, and the reference side of two parents, are left as they are
+    assert clean_masks_to_bad(ds, "p", ("hsc", "desi"), {"paired": "bad"}) is ds
+    assert clean_masks_to_bad(ds, "p", ("hsc", "desi"), {"reference": "bad", "other": "clean"}) is ds

@@ -253,3 +253,84 @@ def _add_key_columns(ds, object_id, ra, dec, sep):
         ds = ds.add_column(col, list(values))
     order = ["object_id", "ra", "dec", "separation_arcsec"]
     return ds.select_columns(order + [c for c in ds.column_names if c not in order])
+
+
+# Image mask polarity ------------------------------------------------------------------------------------
+# Every step reads an image mask as True = bad pixel. The Multimodal Universe's builders write the opposite
+# (HSC: True where bits 0, 1, 8 are clear; Legacy Survey: maskbits clear; JWST: inverse variance > 0), so a
+# dataset configured `image_mask: clean` has its image masks inverted once, where its pair is made.
+
+
+def image_mask_columns(ds) -> list[str]:
+    """The image columns of a dataset that carry a mask: struct columns with a ``mask`` field and a ``band``
+    field or a name ending in ``image`` (spectra have masks too, never bands)."""
+    out = []
+    for name in ds.column_names:
+        fields = struct_fields(ds.features[name])
+        if fields and "mask" in fields and ("band" in fields or name.endswith("image")):
+            out.append(name)
+    return out
+
+
+def invert_masks(ds, columns, name: str = "dataset"):
+    """The dataset with the ``mask`` field of each image column inverted (True = clean -> True = bad), done
+    on the Arrow buffers in batches (no per-pixel Python); features, row order and every other field kept."""
+    import pyarrow as pa
+
+    columns = list(columns)
+    if not columns:
+        return ds
+    log.info("%s: image masks of %s inverted (the dataset marks clean pixels True; the run reads True as bad)",
+             name, columns)
+
+    def invert(table: pa.Table) -> pa.Table:
+        for column in columns:
+            i = table.schema.get_field_index(column)
+            table = table.set_column(i, column, _invert_mask_field(table.column(column).combine_chunks()))
+        return table
+
+    ds = ds.flatten_indices() if getattr(ds, "_indices", None) is not None else ds
+    return ds.with_format("arrow").map(invert, batched=True, batch_size=256, features=ds.features,
+                                       desc=f"invert masks of {name}").with_format(None)
+
+
+def _invert_mask_field(arr):
+    """Rebuild a struct / list / extension array with every boolean under a field named ``mask`` inverted."""
+    import pyarrow as pa
+
+    if isinstance(arr, pa.ExtensionArray):
+        return pa.ExtensionArray.from_storage(arr.type, _invert_mask_field(arr.storage))
+    if pa.types.is_struct(arr.type):
+        children = [_invert_all(arr.field(i)) if f.name == "mask" else _invert_mask_field(arr.field(i))
+                    for i, f in enumerate(arr.type)]
+        return pa.StructArray.from_arrays(children, fields=list(arr.type), mask=arr.is_null())
+    if pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type):
+        return _relist(arr, _invert_mask_field(arr.values))
+    return arr
+
+
+def _invert_all(arr):
+    """Every boolean leaf of a (nested) array inverted; nulls stay null."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(arr, pa.ExtensionArray):
+        return pa.ExtensionArray.from_storage(arr.type, _invert_all(arr.storage))
+    if pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type) or pa.types.is_fixed_size_list(arr.type):
+        return _relist(arr, _invert_all(arr.values))
+    if pa.types.is_boolean(arr.type):
+        return pc.invert(arr)
+    raise CrossmatchError(f"an image mask holds {arr.type}, not booleans: cannot invert its polarity")
+
+
+def _relist(arr, values):
+    """A list array like ``arr`` (its offsets, slice and nulls) over new child values."""
+    import pyarrow as pa
+
+    if pa.types.is_fixed_size_list(arr.type):
+        start = arr.offset * arr.type.list_size
+        values = values.slice(start, len(arr) * arr.type.list_size)
+        return pa.FixedSizeListArray.from_arrays(values, arr.type.list_size, mask=arr.is_null())
+    cls = pa.LargeListArray if pa.types.is_large_list(arr.type) else pa.ListArray
+    out = cls.from_arrays(arr.offsets, values, mask=arr.is_null() if arr.null_count else None)
+    return out.cast(arr.type) if out.type != arr.type else out

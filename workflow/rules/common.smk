@@ -110,6 +110,13 @@ def pair_entry(wildcards):
     return PAIRS[wildcards.pair]
 
 
+def pair_image_masks(wildcards):
+    """What True means in the image masks of each dataset the pair is made from, by role."""
+    names = pair_datasets(PAIRS[wildcards.pair])
+    roles = ["paired"] if len(names) == 1 else ["reference", "other"]
+    return {role: DATASETS[n]["image_mask"] for role, n in zip(roles, names)}
+
+
 def pair_sides(wildcards):
     return pair_surveys(PAIRS[wildcards.pair], DATASETS)
 

@@ -14,6 +14,7 @@ rule crossmatch:
         config=step_config("crossmatch"),
         pair=pair_entry,
         surveys=pair_sides,
+        image_masks=pair_image_masks,
     log:
         f"{RESULTS}/logs/crossmatch/{{pair}}.log",
     benchmark:

@@ -32,6 +32,7 @@ def crossmatch(inputs, outputs, settings):
         paired, pairs, summary = crossmatch_datasets(
             load_dataset_dir(inputs.reference), load_dataset_dir(inputs.other), ref_survey, other_survey, radius,
             ref_name=pair["reference_dataset"], other_name=pair["other_dataset"])
+    paired = clean_masks_to_bad(paired, pair["name"], (ref_survey, other_survey), settings["image_masks"])
     if pair["positions_from"] is not None:
         paired, pairs, summary = positions_from_catalogue(paired, pairs, summary, pair, inputs.positions)
     if pair["good_redshift"] is not None:
@@ -42,6 +43,20 @@ def crossmatch(inputs, outputs, settings):
     write_csv(outputs.pairs, pairs)
     write_csv(outputs.summary, pd.DataFrame([summary]))
     return {"pair": pair, "summary": summary}
+
+
+def clean_masks_to_bad(paired, name: str, surveys, image_masks: dict):
+    """The pair's image masks in the run's polarity (True = bad): the image sides of a dataset configured
+    ``image_mask: clean`` inverted (``image_masks``: that setting by role, paired or reference/other)."""
+    from ..pairs import invert_masks
+    from ..surveys import modality_of
+
+    if "paired" in image_masks:
+        sides = list(surveys) if image_masks["paired"] == "clean" else []
+    else:
+        sides = [s for s, role in zip(surveys, ("reference", "other")) if image_masks[role] == "clean"]
+    columns = [f"{s}_image" for s in sides if modality_of(s) == "image" and f"{s}_image" in paired.column_names]
+    return invert_masks(paired, columns, name)
 
 
 def positions_from_catalogue(paired, pairs, summary: dict, pair: dict, catalogue_dir):

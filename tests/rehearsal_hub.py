@@ -11,9 +11,11 @@
   ``config.json``, ``preprocessor_config.json`` and safetensors, one ConvNeXtV2 with ``pytorch_model.bin``
   only; AstroPT's ``astropt/<size>/ckpt.pt``; Specformer's and AstroCLIP's Lightning checkpoints), holding
   small configurations of the real architectures;
-- ``datasets/UniverseTBD/pu-embeddings``: released embeddings under the peer's naming variants.
-Not rehearsed: MMU's image masks are True for clean pixels; these keep the mini universe's True = bad, which
-the run reads (the preflight stops a set whose masks read mostly bad: docs/methods.md, Data).
+- ``datasets/UniverseTBD/pu-embeddings``: released embeddings under the peer's naming variants;
+- ``mmu/<survey>``: the same parents as full local copies in MMU's HDF5 layout (tests/mmu_layout.py), for the
+  parents preset (config/parents.yaml), which reads them from disk.
+The Smith42 sets' image masks are in MMU's polarity (True = clean), as config/paper.yaml reads them
+(``image_mask: clean``); the crossmatch inverts them back.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ REPO = Path(__file__).resolve().parents[1]
 SPECTROSCOPIC = {"desi", "sdss"}
 PAIRS = {"jwst_hsc_crossmatched": "jwst", "legacysurvey_hsc_crossmatched": "legacysurvey",
          "desi_hsc_crossmatched": "desi", "sdss_hsc_crossmatched": "sdss"}
+
+
+MMU_CONFIGS = {"hsc": "pdr3_dud_22.5", "legacysurvey": "dr10_south_21", "jwst": "ceers", "desi": "dr1_main",
+               "sdss": "boss"}
 
 
 def _shards(frame_or_ds, folder: Path, n_shards: int = 2) -> None:
@@ -51,7 +57,10 @@ def smith42_layout(paired, other: str):
         keep = {f"{other}_object_id": "object_id", "hsc_image": "image", f"{other}_spectrum": "spectrum"}
         keep |= {c: c[len(other) + 1:] for c in paired.column_names if c.startswith(f"{other}_")
                  and c not in (f"{other}_spectrum", f"{other}_object_id", f"{other}_ra", f"{other}_dec")}
+    from samesky.pairs import image_mask_columns, invert_masks
+
     ds = paired.select_columns([c for c in keep if c in paired.column_names])
+    ds = invert_masks(ds, image_mask_columns(ds), other)  # MMU's builders: True = clean
     return ds.rename_columns({c: keep[c] for c in ds.column_names if keep[c] != c})
 
 
@@ -114,6 +123,10 @@ def build_hub(root: Path, specs, universe: dict, n_galaxies: int = 500, seed: in
     mini = root / "_universe"
     build_mini_universe(cfg, seed, mini / "hub", mini / "truth.parquet")
     parents = {s: load_dataset(str(mini / "hub" / s), split="train") for s in ("hsc", *PAIRS.values())}
+    from mmu_layout import write_mmu_parent
+
+    for survey, config_name in MMU_CONFIGS.items():  # the parents preset's full local copies, in MMU's layout
+        write_mmu_parent(parents[survey], root / "mmu" / survey, survey, config_name)
     rows = {}
     for name, other in PAIRS.items():
         paired, _, _ = crossmatch_datasets(parents["hsc"], parents[other], "hsc", other, 1.0, "hsc", other)

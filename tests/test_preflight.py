@@ -29,7 +29,7 @@ def _image_feature():
 
 def _image(bands, rng):
     return {"band": list(bands), "flux": rng.normal(1, 0.1, (len(bands), PIX, PIX)).astype(np.float32),
-            "ivar": np.ones((len(bands), PIX, PIX), np.float32), "mask": np.zeros((len(bands), PIX, PIX), bool)}
+            "ivar": np.ones((len(bands), PIX, PIX), np.float32), "mask": np.ones((len(bands), PIX, PIX), bool)}  # MMU: True = clean
 
 
 def _spectrum(npix, rng, with_lambda=True, span=(3800, 9200)):
@@ -76,7 +76,8 @@ def write_layouts(root, *, jwst_bands=JWST_BANDS, desi_npix=DESI_NPIX, spectrum_
     spectrum = Sequence({"flux": Value("float32"), "ivar": Value("float32"), "mask": Value("bool"),
                          "lambda": Value("float32")})
     sources["desi_hsc_crossmatched"] = _save(
-        [{"object_id": i, "image": _image(HSC_BANDS, rng), spectrum_column: _spectrum(desi_npix, rng, span=(3600, 9824)),
+        [{"object_id": str(39627000000 + k), "image": _image(HSC_BANDS, rng),  # MMU's merge keeps DESI's id
+          spectrum_column: _spectrum(desi_npix, rng, span=(3600, 9824)),
           "Z": 0.1, "ZWARN": False, "TARGETID": 39627000000 + k, "ra": 150.0 + k / 100, "dec": 2.0}
          for k, i in enumerate(ids)],
         {"object_id": Value("string"), "image": _image_feature(), spectrum_column: spectrum, "Z": Value("float32"),
@@ -222,10 +223,10 @@ def _drop_planes(row, k):
     ({"sdss_hsc_crossmatched": _side("spectrum", **{"lambda": lambda v: np.asarray(v) / 1e4})},
      "dataset sdss_hsc_crossmatched: column 'sdss_spectrum' field 'lambda': spans 0.38-0.92 (microns?); sdss spans "
      "3800-9200 A (within 100 A: preflight.values.wavelength_tolerance_angstrom)"),
-    ({"jwst_hsc_crossmatched": _side("jwst_image", mask=lambda v: ~np.asarray(v, bool))},  # MMU: True = clean
+    ({"jwst_hsc_crossmatched": _side("jwst_image", mask=lambda v: ~np.asarray(v, bool))},  # True = bad, read as clean
      "dataset jwst_hsc_crossmatched: column 'jwst_image' field 'mask': 100.0% of the sampled pixels masked (at most "
-     "50.0%: preflight.values.max_masked_fraction); the run reads True as a bad pixel, and the Multimodal Universe's "
-     "image masks are True for clean ones: is the polarity reversed?"),
+     "50.0%: preflight.values.max_masked_fraction), read as True = bad; is the polarity reversed? The Multimodal "
+     "Universe's image masks are True for clean pixels: set the dataset's image_mask: clean"),
     ({"jwst_hsc_crossmatched": _drop_planes},
      "dataset jwst_hsc_crossmatched: column 'jwst_image' field 'band': 12 of 12 sampled rows name 7 bands for 6 flux "
      "planes"),
@@ -255,6 +256,16 @@ def test_a_set_without_positions_takes_them_from_a_catalogue_or_is_named(tmp_pat
     assert found.problems == []
     assert ("dataset desi_hsc_crossmatched: pair desi_hsc takes ra/dec from provabgs joined on object_id = object_id "
             "where its own are missing") in found.notes
+    assert ("pair desi_hsc positions_from: 12 of the 12 sampled ids found among provabgs's 12 object_ids; the others "
+            "stay without a position") in found.notes
+    # ids of another survey (HSC's, had MMU's merge kept the left side's): no object would get a position
+    hsc_ids = {"desi_hsc_crossmatched": lambda row, k: {**edit["desi_hsc_crossmatched"](row, k),
+                                                        "object_id": str(36411000000000 + k)}}
+    other = paper_on({**write_layouts(tmp_path / "hsc_ids", edit=hsc_ids), "root": tmp_path}, paper_config)
+    assert run_preflight(other, sample_rows=12, list_files=lister()).problems == [
+        "pair desi_hsc positions_from: object_id = provabgs.object_id: none of the 12 sampled ids (e.g. "
+        "['36411000000000', '36411000000001']) is among the catalogue's 12 (e.g. ['39627000000', '39627000001']): "
+        "no object would get a position"]
     next(p for p in config["pairs"] if p["name"] == "desi_hsc")["positions_from"] = None
     found = run_preflight(config, sample_rows=12, list_files=lister())
     assert found.problems == [
@@ -453,7 +464,8 @@ def test_parent_sets_in_mmus_layout_report_their_sizes_and_the_overlap_of_their_
                  {"object_id": Value("string"), "ra": Value("float64"), "dec": Value("float64"), "Z": Value("float32"),
                   "spectrum": spectrum}, tmp_path / "desi")
     config = copy.deepcopy(default_config)
-    config["datasets"] = [{"name": "hsc", "kind": "image", "survey": "hsc", "source": hsc, "expected_rows": 477_000},
+    config["datasets"] = [{"name": "hsc", "kind": "image", "survey": "hsc", "source": hsc, "expected_rows": 477_000,
+                           "image_mask": "clean"},
                           {"name": "desi", "kind": "spectrum", "survey": "desi", "source": desi}]
     config["pairs"] = [{"name": "desi_hsc", "reference_dataset": "hsc", "other_dataset": "desi"}]
     config["models"] = [{"family": "vit", "sizes": ["base"]}, {"family": "specformer", "sizes": ["base"]}]
@@ -470,3 +482,47 @@ def test_parent_sets_in_mmus_layout_report_their_sizes_and_the_overlap_of_their_
     assert f"dataset hsc: {N} rows at this revision of 477000 expected (0%): a preview, or a subset" in "\n".join(found.notes)
     assert f"pair desi_hsc: 8 of the sampled {N} x {N} rows match within 1 arcsec" in "\n".join(found.notes)
     assert {r["side"]: r["status"] for r in found.rows["sides"]} == {"hsc": "ok", "desi": "ok"}
+
+
+def test_full_copies_of_mmus_parents_report_rows_values_and_the_pairs_the_crossmatch_will_make(tmp_path, default_config):
+    """format mmu_hdf5 (MMU's HDF5 layout): rows counted from the files against the expected size, the
+    sampled values read with the masks in the run's polarity (image_mask: clean), and the overlap from every
+    row's position, matched one-to-one as the crossmatch will."""
+    from mmu_layout import write_mmu_parent
+    from test_mmu_data import _image_set, _spectrum_set
+
+    rng = np.random.default_rng(2)
+    hsc = _image_set(["hsc-g", "hsc-r", "hsc-i", "hsc-z", "hsc-y"], rng)
+    desi = _spectrum_set(DESI_NPIX, rng, [0] * len(hsc), span=(3600, 9824))
+    shift = np.where(np.arange(len(desi)) < 7, 0.3 / 3600, 0.01)  # 7 objects 0.3 arcsec away, the rest far
+    desi = desi.map(lambda row, k: {"ra": row["ra"] + shift[k]}, with_indices=True)
+    write_mmu_parent(hsc, tmp_path / "hsc", "hsc", "pdr3_dud_22.5")
+    write_mmu_parent(desi, tmp_path / "desi", "desi", "dr1_main")
+    config = copy.deepcopy(default_config)
+    config["datasets"] = [
+        {"name": "hsc", "kind": "image", "survey": "hsc", "format": "mmu_hdf5", "source": str(tmp_path / "hsc"),
+         "config_name": "pdr3_dud_22.5", "image_mask": "clean", "expected_rows": 477_000},
+        {"name": "desi", "kind": "spectrum", "survey": "desi", "format": "mmu_hdf5", "source": str(tmp_path / "desi"),
+         "config_name": "dr1_main"}]
+    config["pairs"] = [{"name": "desi_hsc", "reference_dataset": "hsc", "other_dataset": "desi"}]
+    config["models"] = [{"family": "vit", "sizes": ["base"]}, {"family": "specformer", "sizes": ["base"]}]
+    config["mini_specformer_pretraining"]["dataset"] = "desi"
+    config["alignment"]["hsc_pair"] = "desi_hsc"
+    config["alignment"]["size_curves"].update(decomposition_model="vit-base",
+                                           classes={"source": "none", "column": "", "n_bins": 2})
+    config["alignment"]["conditional"].update(redshift={"source": "none", "column": ""}, brightness=None)
+    del config["probes"], config["downstream"]
+    found = run_preflight(validated(config), sample_rows=4, list_files=lister())
+    assert found.problems == []
+    rows = {r["dataset"]: r for r in found.rows["datasets"]}
+    assert rows["hsc"]["rows at revision"] == len(hsc) and rows["hsc"]["rows sampled"] == 4
+    notes = "\n".join(found.notes)
+    assert f"dataset hsc: {len(hsc)} rows at this revision of 477000 expected" in notes
+    assert (f"pair desi_hsc: the crossmatch will pair 7 objects ({len(hsc)} x {len(desi)} rows matched within 1 "
+            "arcsec, one-to-one, as the run will)") in notes
+    sides = {r["side"]: r for r in found.rows["sides"]}
+    assert sides["hsc"]["status"] == "ok" and float(sides["hsc"]["masked"].rstrip("%")) < 50  # inverted: ~20%
+    # read in the wrong polarity, the same files are stopped with the line that names the setting
+    config["datasets"][0]["image_mask"] = "bad"
+    wrong = run_preflight(validated(config), sample_rows=4, list_files=lister())
+    assert any("field 'mask'" in p and "set the dataset's image_mask: clean" in p for p in wrong.problems)

@@ -143,3 +143,47 @@ def test_a_repository_gone_from_the_hub_fails_the_preflight_with_its_line(work, 
     assert failed.returncode != 0
     assert ("1 problem(s) (report: results/rehearsal/preflight.md):\nmodel dinov2-small: repository "
             "facebook/dinov2-with-registers-small@main: cannot list its files: ") in failed.stderr
+
+
+def test_the_parents_preset_crossmatches_mmu_copies_here_and_runs_the_analyses_that_need_positions(work, hub):
+    """config/parents.yaml over full local copies in MMU's HDF5 layout: the preflight counts their rows and
+    the pairs the crossmatch will make, `snakemake -n` plans it, and the run gives every pair separations
+    and runs the morphology match and the conditional alignment's sky regions and environment."""
+    parents = yaml.safe_load((REPO / "config" / "parents.yaml").read_text())
+    for d in parents["datasets"]:
+        if d.get("format") == "mmu_hdf5":
+            d["source"] = str(hub.root / "mmu" / d["survey"])
+            d["config_name"] = {"jwst": "*", "sdss": "*"}.get(d["survey"], d["config_name"])
+        elif d.get("format") == "astroclip_h5":
+            d["source"] = f"{hub.url}/files/~flanusse/astroclip_desi.1.1.5.h5"
+    local = {"results": "results/parents_rehearsal", "resources": "resources/parents_rehearsal",
+             "datasets": parents["datasets"],
+             "downstream": {"morphology": {"catalogue": {"source": "file",
+                                                         "path": f"{hub.url}/files/gz_decals_volunteers_5.csv"}}}}
+    (work / "parents_hub.yaml").write_text(yaml.safe_dump(local))
+    overlay = ["--configfile", "config/paper.yaml", "config/parents.yaml", "tests/config/rehearsal.yaml",
+               "parents_hub.yaml"]
+    planned = _snakemake(work, hub, "-n", "--cores", "2", *overlay)
+    assert planned.returncode == 0, planned.stderr[-4000:]
+    assert "crossmatch" in planned.stdout and "download_dataset" in planned.stdout
+    checked = _snakemake(work, hub, "preflight", "--cores", "1", *overlay)
+    assert checked.returncode == 0, checked.stderr[-4000:]
+    results = work / "results" / "parents_rehearsal"
+    report = (results / "preflight.md").read_text()
+    assert "pair desi_hsc: the crossmatch will pair " in report and "one-to-one, as the run will" in report
+
+    targets = [f"results/parents_rehearsal/{t}" for t in (
+        "crossmatch/summary.csv", "tables/morphology_f1.csv", "tables/conditional_alignment.csv")]
+    done = _snakemake(work, hub, *targets, "--cores", "2", *overlay)
+    assert done.returncode == 0, done.stderr[-4000:]
+    summary = pd.read_csv(results / "crossmatch" / "summary.csv").set_index("pair")
+    aligned = ["jwst_hsc", "legacysurvey_hsc", "desi_hsc", "sdss_hsc"]
+    assert (summary.loc[aligned, "method"] == "crossmatch").all()
+    assert (summary.loc[aligned, "matched"] > 50).all()
+    assert (summary.loc[aligned, "max_separation_arcsec"] <= 1.0).all()
+    planned_pairs = int(report.split("pair desi_hsc: the crossmatch will pair ")[1].split()[0])
+    assert summary.loc["desi_hsc", "matched"] + summary.loc["desi_hsc", "dropped_redshift_warning"] == planned_pairs
+    assert len(pd.read_csv(results / "tables" / "morphology_f1.csv")) > 0
+    conditional = pd.read_csv(results / "tables" / "conditional_alignment.csv")
+    positional = conditional[conditional["covariate"].isin(["environment", "sky_region"]) & ~conditional["skipped"]]
+    assert set(positional["pair"]) == set(aligned)  # every pair has positions: none skipped for want of them

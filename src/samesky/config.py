@@ -175,6 +175,13 @@ def _check_datasets(config: dict) -> None:
         elif d["format"] == "astroclip_h5":
             if d["kind"] != "paired":
                 raise ConfigError(f"{key}.kind: AstroCLIP's file (format astroclip_h5) holds paired images and spectra")
+        elif d["format"] == "mmu_hdf5":
+            if not parent:
+                raise ConfigError(f"{key}.kind: a Multimodal Universe parent set (format mmu_hdf5) is an image or "
+                                  f"spectrum dataset of one survey, not '{d['kind']}'")
+            if not d["config_name"]:
+                raise ConfigError(f"{key}.config_name: format mmu_hdf5 reads <source>/<config_name>/healpix=*/*.hdf5; "
+                                  "name the configuration (e.g. pdr3_dud_22.5, dr10_south_21, dr1_main)")
         else:
             from pathlib import Path
 

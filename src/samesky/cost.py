@@ -85,6 +85,10 @@ def dataset_rows(entry: dict) -> tuple[int | None, str]:
             return n_objects(source), "HDF5 groups"
         size = head_size(source, 20)
         return (size // ASTROCLIP_ROW_BYTES, "file size / one object's bytes") if size > 0 else (None, "size not given")
+    if entry["format"] == "mmu_hdf5":
+        from .mmu_data import n_rows
+
+        return n_rows(source, entry["config_name"]), "HDF5 object_id lengths"
     import pyarrow.parquet as pq
 
     if is_local(source):

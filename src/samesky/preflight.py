@@ -118,6 +118,10 @@ def sample_dataset(entry: dict, source: str, n_rows: int):
     """The first ``n_rows`` rows of a dataset at its revision, streamed, as a ``datasets.Dataset``."""
     from datasets import Dataset, load_dataset
 
+    if entry["format"] == "mmu_hdf5":  # a Multimodal Universe parent copy: its first files' rows
+        from .mmu_data import read_sample
+
+        return read_sample(source, entry["config_name"], entry["survey"], n_rows)
     local = is_local(source)
     stream = load_dataset(source, name=entry["config_name"], split=entry["split"], streaming=True,
                           revision=None if local else entry["revision"])
@@ -239,9 +243,9 @@ def check_side_values(found: Findings, what: str, column: str, survey: str, valu
         if masked > tol["max_masked_fraction"]:
             row["status"] = found.problem(what, f"column '{column}' field 'mask'",
                                           f"{_frac(masked)} of the sampled pixels masked (at most "
-                                          f"{_frac(tol['max_masked_fraction'])}: {key}.max_masked_fraction); the run reads "
-                                          "True as a bad pixel, and the Multimodal Universe's image masks are True "
-                                          "for clean ones: is the polarity reversed?")
+                                          f"{_frac(tol['max_masked_fraction'])}: {key}.max_masked_fraction), read as True = bad; "
+                                          "is the polarity reversed? The Multimodal Universe's image masks are True "
+                                          "for clean pixels: set the dataset's image_mask: clean")
     constant = sum(1 for f in fluxes if not np.isfinite(f).any() or np.ptp(f[np.isfinite(f)]) == 0)
     row["constant rows"] = f"{constant} of {len(fluxes)}"
     if constant / len(fluxes) > tol["max_constant_fraction"]:
@@ -616,6 +620,10 @@ def run_preflight(config: dict, sample_rows: int = 32, timeout_s: float = 20.0, 
             row["status"] = found.problem(f"dataset {name}", f"source {entry['source']}@{entry['revision']}",
                                           f"cannot stream its rows: {reason}")
             continue
+        if entry["image_mask"] == "clean":  # as the crossmatch will read them: True = bad
+            from .pairs import image_mask_columns, invert_masks
+
+            ds = invert_masks(ds, image_mask_columns(ds), name)
         id_type, repeats = _id_facts(ds)
         row.update({"rows sampled": len(ds), "object id": id_type, "repeats in sample": repeats})
         n_before = len(found.problems)
@@ -646,6 +654,8 @@ def run_preflight(config: dict, sample_rows: int = 32, timeout_s: float = 20.0, 
                     if source["pair_id"] not in paired.column_names:
                         found.problem(f"dataset {name}", f"pair {pair['name']} positions_from.pair_id",
                                       f"no column '{source['pair_id']}'; has {paired.column_names}")
+                    else:
+                        check_positions_join(found, pair, paired, datasets[source["dataset"]])
                 check_column_values(found, name, paired, later, tol)
                 note_skipped_without_positions(found, name, pair, paired, config)
         if len(found.problems) > n_before:
@@ -662,6 +672,37 @@ def run_preflight(config: dict, sample_rows: int = 32, timeout_s: float = 20.0, 
         found.notes += notes
         found.cost = {"rows": rows, "totals": totals}
     return found
+
+
+def catalogue_ids(entry: dict, column: str) -> set[str]:
+    """Every value of one column of a catalogue at its revision, streamed alone (a few MB for PROVABGS)."""
+    from datasets import load_dataset
+
+    local = is_local(entry["source"])
+    stream = load_dataset(entry["source"], name=entry["config_name"], split=entry["split"], streaming=True,
+                          revision=None if local else entry["revision"], columns=[column])
+    return {str(row[column]) for row in stream}
+
+
+def check_positions_join(found: Findings, pair: dict, paired, catalogue: dict) -> None:
+    """pairs[].positions_from: how many of the sampled pair ids the catalogue holds. None is a problem (the
+    ids are of another survey, or written differently); some is a note with the share."""
+    opts = pair["positions_from"]
+    what = f"pair {pair['name']} positions_from"
+    try:
+        ids = catalogue_ids(catalogue, opts["catalogue_id"])
+    except Exception as exc:  # noqa: BLE001 (the catalogue's own row names why)
+        found.notes.append(f"{what}: the ids of {catalogue['name']} could not be read ({_reason(exc)})")
+        return
+    sampled = [str(v) for v in paired[opts["pair_id"]]]
+    hits = sum(v in ids for v in sampled)
+    if hits == 0:
+        found.problem(what, f"{opts['pair_id']} = {catalogue['name']}.{opts['catalogue_id']}",
+                      f"none of the {len(sampled)} sampled ids (e.g. {sampled[:2]}) is among the catalogue's "
+                      f"{len(ids)} (e.g. {sorted(ids)[:2]}): no object would get a position")
+    else:
+        found.notes.append(f"{what}: {hits} of the {len(sampled)} sampled ids found among {catalogue['name']}'s "
+                           f"{len(ids)} {opts['catalogue_id']}s; the others stay without a position")
 
 
 def note_skipped_without_positions(found: Findings, name: str, pair: dict, paired, config: dict) -> None:
@@ -713,8 +754,13 @@ def check_crossmatch_overlap(found: Findings, config: dict, samples: dict) -> No
     from .crossmatch import match_one_to_one
 
     radius = config["crossmatch"]["radius_arcsec"]
+    datasets = {d["name"]: d for d in config["datasets"]}
     for p in config["pairs"]:
         if "reference_dataset" not in p:
+            continue
+        entries = datasets[p["reference_dataset"]], datasets[p["other_dataset"]]
+        if all(e["format"] == "mmu_hdf5" and e["name"] in samples for e in entries):
+            _overlap_of_all_rows(found, p, entries, radius)
             continue
         ref, other = samples.get(p["reference_dataset"]), samples.get(p["other_dataset"])
         if ref is None or other is None or not {"ra", "dec"} <= set(ref.column_names) & set(other.column_names):
@@ -727,6 +773,28 @@ def check_crossmatch_overlap(found: Findings, config: dict, samples: dict) -> No
                                "more where they cover the same sky)")
         except Exception as exc:  # noqa: BLE001 (bad coordinates: the value checks name them)
             found.notes.append(f"pair {p['name']}: the sampled rows could not be matched ({_reason(exc)})")
+
+
+def _overlap_of_all_rows(found: Findings, pair: dict, entries, radius: float) -> None:
+    """Two local Multimodal Universe copies: every row's position is cheap to read, so the preflight runs
+    the crossmatch's own one-to-one match on all of them and says how many pairs the run will make."""
+    from .crossmatch import match_one_to_one
+    from .mmu_data import positions
+
+    try:
+        (ra1, dec1), (ra2, dec2) = (positions(e["source"], e["config_name"]) for e in entries)
+        good1, good2 = np.isfinite(ra1) & np.isfinite(dec1), np.isfinite(ra2) & np.isfinite(dec2)
+        match = match_one_to_one(ra1[good1], dec1[good1], ra2[good2], dec2[good2], radius)
+    except Exception as exc:  # noqa: BLE001 (bad files or coordinates: the dataset checks name them)
+        found.notes.append(f"pair {pair['name']}: the positions could not be matched ({_reason(exc)})")
+        return
+    text = (f"pair {pair['name']}: the crossmatch will pair {match.n_matched} objects ({len(ra1)} x {len(ra2)} rows "
+            f"matched within {radius:g} arcsec, one-to-one, as the run will)")
+    if match.n_matched == 0:
+        found.problem(f"pair {pair['name']}", "crossmatch", f"no pair within {radius:g} arcsec of {len(ra1)} x "
+                      f"{len(ra2)} positions: do the two sets cover the same sky?")
+    else:
+        found.notes.append(text)
 
 
 def report(found: Findings, title: str) -> str:

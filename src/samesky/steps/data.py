@@ -29,6 +29,11 @@ def download_dataset(inputs, outputs, settings):
     d = settings["dataset"]
     if d["format"] == "astroclip_h5":  # AstroCLIP's evaluation file, read into the pair layout
         info = convert_astroclip_h5(settings["source"], outputs.data, split=d["split"])
+    elif d["format"] == "mmu_hdf5":  # a full local copy of a Multimodal Universe parent set
+        from ..mmu_data import convert_mmu_hdf5
+
+        info = convert_mmu_hdf5(settings["source"], outputs.data, d["config_name"], d["survey"],
+                                cache_dir=Path(outputs.data).parent)
     else:
         info = load_and_save(settings["source"], outputs.data, revision=d["revision"], split=d["split"],
                              config_name=d["config_name"], cache_dir=Path(outputs.data).parent)

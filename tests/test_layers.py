@@ -70,3 +70,16 @@ def test_the_prh_clamp_is_the_platonic_rep_outlier_step():
     assert np.allclose(prh_clamp(x), np.clip(x, -t, t))
     with pytest.raises(ValueError, match="at most 64 layers"):
         LayerTable([np.zeros((3, 1), np.int64)] * 65)
+
+
+def test_the_devices_batched_null_equals_the_cpus_one_permutation_at_a_time():
+    """The null on a torch device (run here on the CPU) looks many permutations up at once: the same
+    permutation sequence, the same grids to the bit; and the CPU's hashed pre-filter drops no held pair."""
+    rng = np.random.default_rng(5)
+    shared = rng.normal(size=(400, 4))
+    a, b = _layers(rng, 400, shared, 6), _layers(rng, 400, shared, 5, noise=2.0)
+    cpu = layer_grid(a, b, k=7, n_permutations=25, seed=3)
+    device = layer_grid(a, b, k=7, n_permutations=25, seed=3, device="cpu")
+    assert np.array_equal(cpu["grid"], device["grid"]) and np.array_equal(cpu["null"], device["null"])
+    nn_a, nn_b = [knn(x, 7) for x in a], [knn(x, 7) for x in b]
+    assert np.array_equal(cpu["null"][:, 5, 4], permutation_null(nn_a[5], nn_b[4], 7, 25, seed=3))

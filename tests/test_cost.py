@@ -42,6 +42,7 @@ def test_hours_follow_from_n_the_rates_and_the_searches(paper_config):
     config["alignment"]["size_curves"]["decomposition_model"] = "vit-base"
     config["alignment"]["size_curves"]["classes"] = {"source": "none", "column": "", "n_bins": 2}
     config["alignment"]["conditional"]["redshift"] = {"source": "none", "column": ""}
+    config["alignment"]["search"]["gpu"] = False
     config = validated({k: v for k, v in config.items() if v is not None})
     n = 10_000
     rates = ({"vit-base": 5000.0}, 800.0, 0.5)
@@ -53,7 +54,12 @@ def test_hours_follow_from_n_the_rates_and_the_searches(paper_config):
     assert by_rule["embed"]["GPU-hours"] == pytest.approx(expected_gpu)
     assert "1 of 2 models at their measured H200 bf16 rate" in by_rule["embed"]["basis"]
     one_search = 2 * n * n * WIDTH / (100e9 * SEARCH_EFFICIENCY) / 3600
-    assert by_rule["align_pair"]["CPU-hours"] == pytest.approx(4 * one_search)  # two models, two sides each
+    # two models, two sides each: four files, each searched once; align_pair reads their lists
+    assert by_rule["search_neighbours"]["CPU-hours"] == pytest.approx(4 * one_search)
+    assert by_rule["align_pair"]["CPU-hours"] == 0 and by_rule["metric_suite"]["CPU-hours"] == 0
+    config["alignment"]["search"]["gpu"] = True  # the paper preset's: the searches move to the GPU
+    on_gpu = {r["rule"]: r for r in estimate(config, {"jwst_hsc": n}, rates, gflops=100.0)[0]}["search_neighbours"]
+    assert on_gpu["CPU-hours"] == 0 and on_gpu["GPU-hours"] == pytest.approx(4 * 2 * n * n * WIDTH / 30e12 / 3600)
     assert totals["largest GPU memory (GB)"] == max(get_spec("vit", "base").gpu_mem_mb(128),
                                                    astropt.gpu_mem_mb(128)) / 1000
     assert pair_sizes(config, {"jwst_hsc_crossmatched": 1670}) == {"jwst_hsc": 1670}

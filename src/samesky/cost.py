@@ -8,9 +8,11 @@
 - the embedding throughputs measured on an H200 (``benchmarks/measured/embed_throughput_h200.txt``, bf16,
   images per second); a model not measured there runs at the median measured fraction of the card's
   measured matrix rate, from its forward pass's FLOP (``ModelSpec.gflops_per_object``);
-- for the alignment rules, the exact neighbour searches they run as they stand (one 2 N^2 d FLOP matrix
-  product a search, d = 1024, the paper's common width), at this machine's measured float32 matrix rate
-  per core times the search's efficiency against it (78%, benchmarks/mknn_scaling.py): core-hours. The other rules (downloads,
+- for the alignment rules, the exact neighbour searches they run (one 2 N^2 d FLOP matrix product a
+  search, d = 1024, the paper's common width): each file once in search_neighbours, which the other rules
+  read, plus the conditional analyses' and size curves' own (transformed spaces, bins, subsets), at this
+  machine's measured float32 matrix rate per core times the search's efficiency against it (78%,
+  benchmarks/mknn_scaling.py): core-hours; on a GPU (alignment.search.gpu) at an assumed rate. The other rules (downloads,
   crossmatch, probes, tables) are I/O or small fits, minutes each at the paper's N: not estimated.
 These are estimates for requesting resources, not measurements of the run.
 """
@@ -35,6 +37,7 @@ SEARCH_EFFICIENCY = 0.78  # our exact search against the matrix-multiply bound (
 JOB_OVERHEAD_H = 0.05  # an embedding job's start, model download from the cache and load, in hours
 ASTROCLIP_ROW_BYTES = 152 * 152 * 3 * 4 + 7781 * 4 + 16  # one object of AstroCLIP's HDF5: image, spectrum, z, id
 LAYERS_ASSUMED = 24  # blocks a side in the layer grids (ViT-L, DINOv2-L)
+GPU_SEARCH_TFLOPS = 30.0  # the GPU search's rate, assumed (half an H200's 67 TFLOP/s FP32): no GPU measured it
 
 
 def read_throughputs(path: str | Path) -> tuple[dict[str, float], float, float]:
@@ -146,21 +149,35 @@ def estimate(config: dict, n_of: dict[str, int | None], throughputs: tuple, gflo
                           f"{fraction:.0%} of {peak_tflops:.0f} TFLOP/s; {JOB_OVERHEAD_H * 60:.0f} min a job to start"})
     aligned = [p["name"] for p in config["pairs"] if p["align"] and n_of.get(p["name"])]
     opts = config["alignment"]
-    per_rule = {"align_pair": 0.0, "metric_suite": 0.0, "conditional_alignment": 0.0, "size_curves": 0.0}
+    gpu = opts["search"]["gpu"]
+    cond = opts["conditional"]
+    per_rule = {"search_neighbours": 0.0, "align_pair": 0.0, "metric_suite": 0.0, "conditional_alignment": 0.0,
+                "size_curves": 0.0}
     layers = 0.0
     for pair in aligned:
         n, files = n_of[pair], sum(1 for p, _, _ in jobs if p == pair)
-        per_rule["align_pair"] += _search_hours(n, gflops, files)
-        per_rule["metric_suite"] += _search_hours(min(n, opts["metrics"]["max_rows"]), gflops, files)
-        per_rule["conditional_alignment"] += _search_hours(n, gflops, 3 * files)  # raw, partial, size deltas
+        # each file searched once (search_neighbours); align_pair and metric_suite read the lists
+        per_rule["search_neighbours"] += _search_hours(n, gflops, files)
+        # the conditional's own searches: both sides of each compared model after regressing the covariates
+        # out (partial), and within each bin (a bin of N/b rows costs 1/b^2 of a search, b bins 1/b)
+        binned = sum(1 for c in (cond["brightness"], cond["environment"]) if c) / cond["n_bins"]
+        binned += (1 / cond["n_bins"] if cond["redshift"]["source"] != "none" else 0)
+        binned += (1 / cond["sky_regions"] if cond["sky_regions"] else 0)
+        per_rule["conditional_alignment"] += _search_hours(n, gflops, files * (1 + binned))
         per_rule["size_curves"] += _search_hours(n, gflops, 4 / 3 * len(opts["size_curves"]["seeds"]) * files)
         if opts["layers"] != "final":
             layers += _search_hours(n, gflops, LAYERS_ASSUMED * files)
     basis = (f"exact searches, 2 N^2 d FLOP each (d = {WIDTH}), at {gflops:.0f} GFLOP/s a core (measured here) x "
              f"{SEARCH_EFFICIENCY:.0%}")
     for rule, hours in per_rule.items():
-        rows.append({"rule": rule, "jobs": len(aligned), "GPU-hours": 0.0, "CPU-hours": hours, "GPU memory (GB)": 0.0,
-                     "basis": basis})
+        on_gpu = gpu and rule == "search_neighbours"
+        gpu_h = hours * gflops * SEARCH_EFFICIENCY / (GPU_SEARCH_TFLOPS * 1e3) if on_gpu else 0.0
+        rows.append({"rule": rule, "jobs": len(aligned), "GPU-hours": gpu_h, "CPU-hours": 0.0 if on_gpu else hours,
+                     "GPU memory (GB)": 0.0,
+                     "basis": (f"the same searches at {GPU_SEARCH_TFLOPS:.0f} TFLOP/s (assumed: half an H200's "
+                               "FP32 peak, not yet measured)") if on_gpu else
+                              ("reads search_neighbours' lists: no full-N search" if rule in ("align_pair", "metric_suite")
+                               else basis)})
     if opts["layers"] != "final":
         rows.append({"rule": "layer_grids", "jobs": len(aligned), "GPU-hours": 0.0, "CPU-hours": layers,
                      "GPU memory (GB)": 0.0, "basis": f"{LAYERS_ASSUMED} blocks a side; " + basis})

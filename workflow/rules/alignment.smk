@@ -3,9 +3,39 @@
 # Figure 1, and the dataset-size curves of Plato's Cave.
 
 
-rule align_pair:
+rule search_neighbours:
+    # each embedding of the pair searched once (the GPU when alignment.search.gpu); every rule below that
+    # needs full-N neighbours reads the lists (samesky.align.neighbours)
     input:
         unpack(pair_embeddings),
+    output:
+        neighbours=f"{RESULTS}/alignment/{{pair}}/neighbours.npz",
+        searches=f"{RESULTS}/alignment/{{pair}}/searches.csv",
+        provenance=f"{RESULTS}/alignment/{{pair}}/neighbours.provenance.json",
+    params:
+        config=step_config("search_neighbours"),
+        pair="{pair}",
+        surveys=pair_sides,
+        files=pair_files,
+        upstream=pair_upstream,
+    log:
+        f"{RESULTS}/logs/search_neighbours/{{pair}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/search_neighbours/{{pair}}.tsv"
+    threads: config["alignment"]["threads"]
+    resources:
+        mem_mb=search_mem_mb,
+        runtime=search_runtime,
+        gpu=1 if config["alignment"]["search"]["gpu"] else 0,
+    conda:
+        "../../envs/gpu.yaml" if config["alignment"]["search"]["gpu"] else "../../envs/cpu.yaml"
+    script:
+        "../scripts/step.py"
+
+
+rule align_pair:
+    input:
+        unpack(searched_pair),
     output:
         scores=f"{RESULTS}/alignment/{{pair}}/scores.csv",
         provenance=f"{RESULTS}/alignment/{{pair}}/provenance.json",
@@ -139,8 +169,9 @@ rule layer_grids:
     resources:
         mem_mb=16000,
         runtime=480,
+        gpu=1 if config["alignment"]["search"]["gpu"] else 0,
     conda:
-        "../../envs/cpu.yaml"
+        "../../envs/gpu.yaml" if config["alignment"]["search"]["gpu"] else "../../envs/cpu.yaml"
     script:
         "../scripts/step.py"
 

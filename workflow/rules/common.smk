@@ -372,6 +372,32 @@ def pair_embeddings(wildcards):
     return {"embeddings": [embedding_dir(m) for m in embedded_models(wildcards.pair)]}
 
 
+def searched_pair(wildcards):
+    """The pair's embeddings and their neighbour lists (rule search_neighbours), which its rule reads."""
+    return {**pair_embeddings(wildcards), "neighbours": f"{RESULTS}/alignment/{wildcards.pair}/neighbours.npz"}
+
+
+def search_mem_mb(wildcards, input):
+    """The pair's embeddings (each file read whole, all held while its lists are searched) twice over, plus
+    2 GB: O(N d) per file, never N^2."""
+    files = [f["path"] for f in pair_embedding_files(wildcards.pair)]
+    size = sum(os.path.getsize(p) for p in files if os.path.exists(p))
+    return 2000 + 2 * size // 1_000_000
+
+
+def search_runtime(wildcards, input):
+    """Minutes: the searches' 2 N^2 d FLOP at 20 GFLOP/s a thread (a quarter of a core's matrix rate),
+    at least 10; on a GPU it takes a fraction of that."""
+    total = 0.0
+    for f in pair_embedding_files(wildcards.pair):
+        if os.path.exists(f["path"]):
+            import pyarrow.parquet as pq
+
+            meta = pq.ParquetFile(f["path"]).metadata
+            total += 2.0 * meta.num_rows ** 2 * 1024
+    return max(10, int(total / (20e9 * config["alignment"]["threads"]) / 60) + 10)
+
+
 def pair_upstream(wildcards):
     """The records of the pair's embeddings files. They lie inside the models' folders, which Snakemake
     does not take as inputs file by file, so the steps get them as params (``upstream``)."""
@@ -398,7 +424,7 @@ def conditional_inputs(wildcards):
     """The pair's embeddings, plus what its covariates are read from: the mini truth (redshift source truth)
     and the pair dataset (redshift source pair, the brightness column, the positions of the environment and
     the sky regions)."""
-    inputs = pair_embeddings(wildcards)
+    inputs = searched_pair(wildcards)
     opts = config["alignment"]["conditional"]
     if opts["redshift"]["source"] == "truth":
         inputs["truth"] = f"{RESOURCES}/mini_universe/truth.parquet"

@@ -7,7 +7,7 @@
 
 rule metric_suite:
     input:
-        unpack(pair_embeddings),
+        unpack(searched_pair),
     output:
         suite=f"{RESULTS}/alignment/{{pair}}/metric_suite.csv",
         curves=f"{RESULTS}/alignment/{{pair}}/metric_size_curves.csv",

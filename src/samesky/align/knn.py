@@ -27,7 +27,51 @@ def normalise(x: np.ndarray) -> np.ndarray:
     return x / np.where(norms > 0, norms, 1.0)
 
 
-def _index(x: np.ndarray, use_gpu: bool | None):
+class TorchIndex:
+    """Exact float32 inner products on a torch device, chunked matrix products with ``topk``: the GPU's
+    candidates (TF32 off, so faiss's error bound holds; the float64 re-rank then decides, as on the CPU)."""
+
+    def __init__(self, x: np.ndarray, device: str):
+        import torch
+
+        self.device = torch.device(device)
+        self.x = torch.from_numpy(x).to(self.device)
+        self.chunk = max(1, (1 << 28) // max(1, len(x)))  # a (chunk, N) float32 block: at most 1 GiB
+
+    def search(self, q: np.ndarray, fetch: int):
+        import torch
+
+        sims, idx = [], []
+        allowed = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False
+        try:
+            with torch.inference_mode():
+                for s in range(0, len(q), self.chunk):
+                    block = torch.from_numpy(np.ascontiguousarray(q[s:s + self.chunk])).to(self.device)
+                    values, rows = torch.topk(block @ self.x.T, fetch, dim=1)  # descending, as faiss returns
+                    sims.append(values.cpu().numpy())
+                    idx.append(rows.cpu().numpy().astype(np.int64))
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = allowed
+        return np.concatenate(sims), np.concatenate(idx)
+
+
+def search_device(gpu: bool) -> str | None:
+    """The torch device the search rule takes its candidates from: ``cuda`` when asked for and present;
+    None (faiss on the CPU) otherwise."""
+    if not gpu:
+        return None
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    log.warning("alignment.search.gpu is set but torch sees no CUDA device: searching on the CPU (faiss)")
+    return None
+
+
+def _index(x: np.ndarray, use_gpu: bool | None, device: str | None = None):
+    if device is not None:  # candidates from torch on that device
+        return TorchIndex(x, device)
     import faiss
 
     index = faiss.IndexFlatIP(x.shape[1])
@@ -39,20 +83,29 @@ def _index(x: np.ndarray, use_gpu: bool | None):
     return index
 
 
-def knn(x: np.ndarray, k: int, metric: str = "cosine", block: int = 8192, use_gpu: bool | None = None) -> np.ndarray:
-    """(N, k) row indices of each row's k nearest other rows, nearest first, ties by lower index."""
+def knn(x: np.ndarray, k: int, metric: str = "cosine", block: int = 8192, use_gpu: bool | None = None,
+        device: str | None = None) -> np.ndarray:
+    """(N, k) row indices of each row's k nearest other rows, nearest first, ties by lower index.
+
+    Where the job holds the rows' lists already (rule search_neighbours, ``align.neighbours``), they are
+    read, not searched. ``device``: a torch device (``cuda``) proposes the candidates instead of faiss."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     n = len(x)
     if n <= k:
         raise ValueError(f"need more than k = {k} objects for k nearest neighbours, got {n}")
+    from .neighbours import stored
+
+    found = stored(x, k, metric)
+    if found is not None:
+        return found
     if metric == "cosine":
         x = normalise(x)
     elif metric == "ip":
         x = np.ascontiguousarray(x, dtype=np.float32)
     else:
         raise ValueError(f"unknown metric '{metric}' (cosine or ip)")
-    index = _index(x, use_gpu)
+    index = _index(x, use_gpu, device)
     norms = np.linalg.norm(x.astype(np.float64), axis=1)
     # a float32 dot product of d terms is within d * 2^-24 * |a| |b| of the exact one (doubled for safety)
     error = 2 * x.shape[1] * 2.0**-24 * norms * norms.max() + 1e-12

@@ -20,6 +20,26 @@ def _files(settings):
     return [f for f in files if not not_released(f.path)]
 
 
+@step(reads=("alignment.k", "alignment.table_k", "alignment.metrics.k", "alignment.search"))
+def search_neighbours(inputs, outputs, settings):
+    """The neighbour lists of every embedding of pair ``settings.pair``, each row set searched once at the
+    largest k the alignment rules ask for (samesky.align.neighbours)."""
+    import pandas as pd
+
+    from ..align.knn import search_device
+    from ..align.neighbours import search_pair, write_lists
+
+    reference, other = settings["surveys"]
+    opts = settings["alignment"]
+    k = max([*opts["k"], opts["table_k"], *opts["metrics"]["k"]])
+    device = search_device(opts["search"]["gpu"])
+    keys, lists, records = search_pair(reference, other, _files(settings), k, device)
+    write_lists(outputs.neighbours, keys, lists)
+    write_csv(outputs.searches, pd.DataFrame(records))
+    return {"pair": settings["pair"], "k": k, "device": device or "cpu (faiss)", "searches": len(records),
+            "inputs": [f["path"] for f in settings["files"]]}
+
+
 @step(reads=("alignment.k", "alignment.n_permutations", "seed"))
 def align_pair(inputs, outputs, settings):
     """Every crossmodal and intramodal score of pair ``settings.pair`` (sides ``settings.surveys``; its
@@ -112,10 +132,12 @@ def size_curve_summary(inputs, outputs, settings):
                        settings["alignment"]["size_curves"]["decomposition_model"])
 
 
-@step(reads=("alignment.table_k", "alignment.layers", "alignment.layer_permutations", "alignment.prh_clamp", "seed"))
+@step(reads=("alignment.table_k", "alignment.layers", "alignment.layer_permutations", "alignment.prh_clamp",
+             "alignment.search", "seed"))
 def layer_grids(inputs, outputs, settings):
     """Every comparison of one pair at every layer pair, with the max-null (``alignment.layers``), and
     their heatmaps."""
+    from ..align.knn import search_device
     from ..align.layers import heatmaps, pair_layer_grids
 
     opts = settings["alignment"]
@@ -125,7 +147,7 @@ def layer_grids(inputs, outputs, settings):
     reference, other = settings["surveys"]
     grids, best, cells = pair_layer_grids(settings["pair"], reference, other, _files(settings), opts["table_k"],
                                           opts["layers"], opts["layer_permutations"], settings["seed"],
-                                          opts["prh_clamp"])
+                                          opts["prh_clamp"], search_device(opts["search"]["gpu"]))
     write_csv(outputs.grids, grids)
     write_csv(outputs.best, best)
     heatmaps(cells, outputs.heatmaps)

@@ -121,7 +121,8 @@ class Step:
         with job_log(log_file) as stream:
             try:
                 recorder = (functools.partial(record, dict(config or {}), self.name),) if self.records else ()
-                extra = self.func(inputs, outputs, settings, *recorder) or {}
+                with _stored_neighbours(inputs):
+                    extra = self.func(inputs, outputs, settings, *recorder) or {}
                 if "provenance" in outputs:
                     write_json(outputs["provenance"], record(dict(config or {}), self.name, upstream, **(extra or {})))
             except BaseException as exc:
@@ -135,7 +136,18 @@ class Step:
     def __call__(self, inputs, outputs, settings):
         """The bare step, for tests that want no logging or provenance."""
         recorder = (functools.partial(record, {}, self.name),) if self.records else ()
-        return self.func(Files(inputs, "input"), Files(outputs, "output"), Settings(settings, self.name), *recorder)
+        inputs = Files(inputs, "input")
+        with _stored_neighbours(inputs):
+            return self.func(inputs, Files(outputs, "output"), Settings(settings, self.name), *recorder)
+
+
+def _stored_neighbours(inputs: Files):
+    """A rule with a ``neighbours`` input (rule search_neighbours' lists) has ``knn`` read them."""
+    if "neighbours" not in inputs:
+        return contextlib.nullcontext()
+    from ..align.neighbours import use_stored
+
+    return use_stored(inputs["neighbours"])
 
 
 def step(*, reads: tuple[str, ...] | list[str] = (), name: str | None = None, records: bool = False,

@@ -1,0 +1,109 @@
+"""Each embedding searched once: the neighbour lists of a pair's files, found by rule search_neighbours and
+read by every alignment rule.
+
+The search rule finds, for every row set the pair's comparisons use (each file's rows shared with the
+file it is compared with, in the sorted-id order ``scores.paired`` gives them), the k nearest neighbours
+at the largest k any rule asks for (``knn`` with its float64 re-rank and tie rule; its first k columns
+are ``knn`` at any smaller k). The lists are keyed by the rows' content: a hash of the float32 array
+``knn`` is given. A job whose rule has the ``neighbours`` input loads them (steps.runner), and ``knn``
+returns the stored list for an array it has seen, so every caller (the scores, the metric suite, the
+conditional analyses) reads it without being told; any other array (a subset, a residualised space) is
+searched as before. The same bytes give the same neighbours, so every table is unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+_STORE: dict[tuple, np.ndarray] = {}
+_USE = {"read": 0, "searched": 0}
+
+
+def fingerprint(x: np.ndarray, metric: str) -> tuple:
+    """(metric, shape, hash of the float32 bytes): ``knn`` reads its input as float32, so arrays with equal
+    keys have equal neighbours."""
+    a = np.ascontiguousarray(x, dtype=np.float32)
+    return metric, a.shape, hashlib.blake2b(a.data, digest_size=20).hexdigest()
+
+
+def stored(x: np.ndarray, k: int, metric: str) -> np.ndarray | None:
+    """The stored (N, k) neighbours of ``x``, or None where this job has none (then ``knn`` searches)."""
+    if not _STORE:
+        return None
+    found = _STORE.get(fingerprint(x, metric))
+    if found is None or found.shape[1] < k:
+        _USE["searched"] += 1
+        return None
+    _USE["read"] += 1
+    return np.ascontiguousarray(found[:, :k], dtype=np.int64)
+
+
+@contextlib.contextmanager
+def use_stored(path: str | Path):
+    """Within the block, ``knn`` reads the lists of ``path`` (a search_neighbours output) where it can."""
+    with np.load(path, allow_pickle=False) as data:
+        keys = data["keys"]
+        for i, (metric, shape, digest) in enumerate(keys):
+            _STORE[(str(metric), tuple(int(v) for v in str(shape).split("x")), str(digest))] = data[f"nn_{i}"]
+    _USE.update(read=0, searched=0)
+    try:
+        yield
+    finally:
+        log.info("neighbour lists: %d read from %s, %d searched here (subsets or transformed spaces)",
+                 _USE["read"], path, _USE["searched"])
+        _STORE.clear()
+
+
+def row_sets(reference: str, other: str, files: list) -> list[tuple[object, np.ndarray, np.ndarray]]:
+    """(file, ids, rows) of every distinct row set the pair's comparisons search: each compared file on the
+    rows it shares with the other file, in ``scores.paired``'s order (sorted ids)."""
+    from .scores import comparisons, load_cached, paired
+
+    cache: dict = {}
+    seen, out = set(), []
+    for _, _, fa, fb in comparisons(reference, other, files):
+        ids, xa, xb = paired(load_cached(fa, cache), load_cached(fb, cache))
+        for f, x in ((fa, xa), (fb, xb)):
+            key = fingerprint(x, "cosine")
+            if key not in seen:
+                seen.add(key)
+                out.append((f, ids, x))
+    return out
+
+
+def search_pair(reference: str, other: str, files: list, k: int, device: str | None = None):
+    """The neighbour lists of every row set of one pair: (keys, lists, one record per search; the times are
+    logged)."""
+    keys, lists, records = [], [], []
+    sets = row_sets(reference, other, files)
+    for j, (f, ids, x) in enumerate(sets):
+        from .knn import knn
+
+        start = time.perf_counter()
+        nn = knn(x, k, device=device)
+        seconds = time.perf_counter() - start
+        metric, shape, digest = fingerprint(x, "cosine")
+        keys.append((metric, "x".join(map(str, shape)), digest))
+        lists.append(nn.astype(np.int32 if len(x) < 2**31 else np.int64))
+        records.append({"file": f.path, "model": f.model, "survey": f.survey, "rows": len(x), "width": x.shape[1],
+                        "k": k, "device": device or "cpu (faiss)"})  # no times: the table is the same bytes again
+        log.info("search %d/%d: %s %s, %d rows x %d, k = %d on %s: %.1f s", j + 1, len(sets), f.survey, f.model,
+                 len(x), x.shape[1], k, device or "cpu (faiss)", seconds)
+    return keys, lists, records
+
+
+def write_lists(path: str | Path, keys, lists) -> None:
+    """One .npz: ``keys`` (metric, shape, hash) and ``nn_<i>``; written atomically."""
+    from ..io import atomic_path
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, keys=np.array(keys, dtype=str).reshape(-1, 3), **{f"nn_{i}": nn for i, nn in enumerate(lists)})

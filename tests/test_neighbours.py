@@ -80,16 +80,18 @@ def test_stored_lists_are_read_by_the_scores_and_give_the_same_table(tmp_path):
     with store.use_stored(path):
         after = align_pair("p", "hsc", "jwst", files, ks=[1, 10], n_permutations=20, seed=0)
         used = dict(store._USE)
-        subset = knn(load_cached(files[0], {})[1][:60], 5)  # not a stored row set: searched
-        assert store._USE["searched"] == used["searched"] + 1
+        subset = knn(load_cached(files[0], {})[1][:60], 5)  # not a stored row set: searched, then kept
+        again = knn(load_cached(files[0], {})[1][:60], 5)
+        assert store._USE["searched"] == used["searched"] + 1 and store._USE["reused"] == 1
+        assert np.array_equal(subset, again) and np.array_equal(subset, brute_force_knn(load_cached(files[0], {})[1][:60], 5))
     pd.testing.assert_frame_equal(before, after)
-    assert used == {"read": 2 * len(comparisons("hsc", "jwst", files)), "searched": 0}
+    assert used == {"read": 2 * len(comparisons("hsc", "jwst", files)), "searched": 0, "reused": 0}
     assert subset.shape == (60, 5) and not store._STORE  # the block leaves no lists behind
 
 
 def test_the_workflow_searches_once_per_pair_and_every_full_n_rule_reads_the_lists():
-    """The dry run's DAG: one search_neighbours job per aligned pair, whose lists align_pair, metric_suite
-    and conditional_alignment take as their ``neighbours`` input (the step runner loads them)."""
+    """The dry run's DAG: one search_neighbours job per aligned pair, whose lists align_pair, metric_suite,
+    conditional_alignment and size_curves take as their ``neighbours`` input (the step runner loads them)."""
     import subprocess
     import sys
 
@@ -107,5 +109,22 @@ def test_the_workflow_searches_once_per_pair_and_every_full_n_rule_reads_the_lis
 
     ids = {label: node for node, label in re.findall(r'(\d+)\[label = "([^"]+)"', graph)}
     edges = set(re.findall(r"(\d+) -> (\d+)", graph))
-    for rule in ("align_pair", "metric_suite", "conditional_alignment"):
+    for rule in ("align_pair", "metric_suite", "conditional_alignment", "size_curves"):
         assert (ids["search_neighbours"], ids[rule]) in edges, rule
+
+
+def test_a_size_curves_full_sample_in_another_order_is_read_from_the_lists_exactly(tmp_path):
+    """The size curve's last point holds every row in a seeded order: its neighbours come from the stored
+    lists, renamed and re-ranked (ties by the new index, as knn breaks them), equal to a search of the
+    reordered rows, duplicates included; lists too shallow to settle it fall back to a search."""
+    x = _with_ties(n=200)
+    order = np.random.default_rng(9).permutation(len(x))
+    path = tmp_path / "lists.npz"
+    key = store.fingerprint(x, "cosine")
+    store.write_lists(path, [(key[0], "x".join(map(str, key[1])), key[2])], [knn(x, 20).astype(np.int32)])
+    with store.use_stored(path):
+        derived = store.permuted_knn(x, order, 10)
+        assert store._USE == {"read": 1, "searched": 0, "reused": 0}
+        shallow = store.permuted_knn(x, order, 20)  # k = the lists' depth: nothing to settle ties with
+        assert store._USE["searched"] == 1
+    assert np.array_equal(derived, knn(x[order], 10)) and np.array_equal(shallow, knn(x[order], 20))

@@ -664,8 +664,9 @@ def _slurm_available() -> str:
 def test_the_slurm_profile_runs_the_workflow_on_a_real_slurm_with_the_same_tables(finished, tmp_path, repo):
     """A single-node SLURM on this machine (tools/slurm_local.sh): the user's slurm profile, with the job
     status read by squeue (no accounting database here), reruns the embeddings of the test config with GPU
-    requests, and from them one pair's scores and the probe tables; the results equal the local run's,
-    GPU rules went to the gpu partition with --gpus=1, CPU rules to the cpu partition without."""
+    requests, and from them one pair's scores (its neighbour lists searched in a GPU job) and the probe
+    tables; the results equal the local run's, GPU rules went to the gpu partition with --gpus=1, CPU rules
+    to the cpu partition without."""
     import yaml
 
     reason = _slurm_available()
@@ -697,9 +698,11 @@ def test_the_slurm_profile_runs_the_workflow_on_a_real_slurm_with_the_same_table
         subprocess.run(["bash", str(tool), "stop", str(cluster)], timeout=120)
     calls = [line.split("sbatch call:", 1)[1].strip() for line in out.splitlines() if "sbatch call:" in line]
     embed = [c for c in calls if "rule_embed_" in c]
-    other_rules = [c for c in calls if "rule_embed_" not in c]
+    search = [c for c in calls if "rule_search_neighbours_" in c]
+    other_rules = [c for c in calls if "rule_embed_" not in c and "rule_search_neighbours_" not in c]
     assert len(embed) == 4 and other_rules  # one embedding job per model size: 3 image models and Specformer
-    assert all("-p gpu" in c and "--gpus=1" in c for c in embed), embed[0]
+    assert len(search) == 1  # the pair's neighbour lists, searched once
+    assert all("-p gpu" in c and "--gpus=1" in c for c in embed + search), embed[0]
     assert all("-p cpu" in c and "--gpus" not in c for c in other_rules), other_rules[0]
     print("GPU rule:", embed[0].split(" --wrap")[0][:600])
     print("CPU rule:", other_rules[0].split(" --wrap")[0][:600])

@@ -126,6 +126,31 @@ def _search_hours(n: int, gflops: float, searches: float = 1.0) -> float:
     return searches * 2.0 * n * n * WIDTH / (gflops * 1e9 * SEARCH_EFFICIENCY) / 3600
 
 
+def conditional_searches(config: dict, pair: str, jobs) -> float:
+    """The conditional analyses' own searches of one pair, in full-N searches: for each compared model
+    (the largest of each family, or all) both sides within each bin of each covariate (b bins of N/b rows
+    cost 1/b of a search) and, where redshift or brightness is there, after regressing them out. A
+    spectroscopic pair's one spectrum side is searched once for all image models (kept in the job)."""
+    cond = config["alignment"]["conditional"]
+    z = cond["redshift"]
+    has_z = z["source"] != "none" and (not z.get("only_pairs") or pair in z["only_pairs"])
+    per_side = (1.0 if has_z or cond["brightness"] else 0.0) + (1 / cond["n_bins"] if has_z else 0)
+    per_side += (1 / cond["n_bins"] if cond["brightness"] else 0) + (1 / 3 if cond["environment"] else 0)
+    per_side += 1 / cond["sky_regions"] if cond["sky_regions"] else 0
+    return per_side * compared_sides(pair, jobs, cond["models"])
+
+
+def compared_sides(pair: str, jobs, models: str) -> int:
+    """The embeddings a rule over the crossmodal comparisons of ``models`` (largest of each family, or all)
+    searches: both sides of each, a spectroscopic pair's one spectrum side once."""
+    from .surveys import modality_of
+
+    sides = [(s, m) for p, s, m in jobs if p == pair]
+    image_models = [m for s, m in sides if modality_of(s) == "image" and s == "hsc"] or [m for _, m in sides]
+    compared = len({m.rsplit("-", 1)[0] for m in image_models}) if models == "largest" else len(image_models)
+    return compared + 1 if any(modality_of(s) == "spectrum" for s, _ in sides) else 2 * compared
+
+
 def estimate(config: dict, n_of: dict[str, int | None], throughputs: tuple, gflops: float) -> tuple[list[dict], dict]:
     """Rows (rule, jobs, GPU-hours, CPU-hours, largest GPU memory, basis) and the totals."""
     rates, peak_tflops, fraction = throughputs
@@ -150,7 +175,6 @@ def estimate(config: dict, n_of: dict[str, int | None], throughputs: tuple, gflo
     aligned = [p["name"] for p in config["pairs"] if p["align"] and n_of.get(p["name"])]
     opts = config["alignment"]
     gpu = opts["search"]["gpu"]
-    cond = opts["conditional"]
     per_rule = {"search_neighbours": 0.0, "align_pair": 0.0, "metric_suite": 0.0, "conditional_alignment": 0.0,
                 "size_curves": 0.0}
     layers = 0.0
@@ -158,13 +182,13 @@ def estimate(config: dict, n_of: dict[str, int | None], throughputs: tuple, gflo
         n, files = n_of[pair], sum(1 for p, _, _ in jobs if p == pair)
         # each file searched once (search_neighbours); align_pair and metric_suite read the lists
         per_rule["search_neighbours"] += _search_hours(n, gflops, files)
-        # the conditional's own searches: both sides of each compared model after regressing the covariates
-        # out (partial), and within each bin (a bin of N/b rows costs 1/b^2 of a search, b bins 1/b)
-        binned = sum(1 for c in (cond["brightness"], cond["environment"]) if c) / cond["n_bins"]
-        binned += (1 / cond["n_bins"] if cond["redshift"]["source"] != "none" else 0)
-        binned += (1 / cond["sky_regions"] if cond["sky_regions"] else 0)
-        per_rule["conditional_alignment"] += _search_hours(n, gflops, files * (1 + binned))
-        per_rule["size_curves"] += _search_hours(n, gflops, 4 / 3 * len(opts["size_curves"]["seeds"]) * files)
+        per_rule["conditional_alignment"] += _search_hours(n, gflops, conditional_searches(config, pair, jobs))
+        # the metric suite's size curves: nested subsets (1/3 of a search a seed), the full sample read
+        curves = len(opts["metrics"]["size_curve_seeds"]) * compared_sides(pair, jobs, opts["metrics"]["size_curve_models"])
+        per_rule["metric_suite"] += _search_hours(n, gflops, curves / 3)
+        # nested subsets from 128 rows up, each a quarter of the next's cost (1/4 + 1/16 + ... = 1/3 of a
+        # search); the full sample is read from the lists
+        per_rule["size_curves"] += _search_hours(n, gflops, len(opts["size_curves"]["seeds"]) * files / 3)
         if opts["layers"] != "final":
             layers += _search_hours(n, gflops, LAYERS_ASSUMED * files)
     basis = (f"exact searches, 2 N^2 d FLOP each (d = {WIDTH}), at {gflops:.0f} GFLOP/s a core (measured here) x "
@@ -176,7 +200,7 @@ def estimate(config: dict, n_of: dict[str, int | None], throughputs: tuple, gflo
                      "GPU memory (GB)": 0.0,
                      "basis": (f"the same searches at {GPU_SEARCH_TFLOPS:.0f} TFLOP/s (assumed: half an H200's "
                                "FP32 peak, not yet measured)") if on_gpu else
-                              ("reads search_neighbours' lists: no full-N search" if rule in ("align_pair", "metric_suite")
+                              ("reads search_neighbours' lists: no search of its own" if rule == "align_pair"
                                else basis)})
     if opts["layers"] != "final":
         rows.append({"rule": "layer_grids", "jobs": len(aligned), "GPU-hours": 0.0, "CPU-hours": layers,

@@ -409,8 +409,9 @@ def pair_files(wildcards):
 
 
 def size_curve_inputs(wildcards):
-    """The pair's embeddings, plus where its classes come from (the mini truth or the pair dataset)."""
-    inputs = pair_embeddings(wildcards)
+    """The pair's embeddings and their lists, plus where its classes come from (the mini truth or the pair
+    dataset)."""
+    inputs = searched_pair(wildcards)
     source = config["alignment"]["size_curves"]["classes"]["source"]
     if source == "truth":
         inputs["truth"] = f"{RESOURCES}/mini_universe/truth.parquet"

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .knn import chance_level, knn, mknn
+from .neighbours import permuted_knn
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,10 @@ def size_curve(x_a: np.ndarray, x_b: np.ndarray, ks, seeds, labels: np.ndarray |
         for n in subset_sizes(n_all, smallest):
             idx = order[:n]
             k_max = min(max(ks), n - 1)
-            nn_a, nn_b = knn(x_a[idx], k_max), knn(x_b[idx], k_max)
+            if n == n_all:  # every row, reordered: from the search rule's lists where they settle it
+                nn_a, nn_b = permuted_knn(x_a, idx, k_max), permuted_knn(x_b, idx, k_max)
+            else:
+                nn_a, nn_b = knn(x_a[idx], k_max), knn(x_b[idx], k_max)
             for k in sorted(ks):
                 if k > k_max:
                     continue

@@ -447,6 +447,19 @@ def test_the_released_preset_checks_every_released_file_it_reads(tmp_path):
         f"released embeddings dinov2-large: pair desi_hsc (final): not in {tmp_path / 'pu'}@main"]
 
 
+def _parents_only(config: dict) -> dict:
+    """The embedded default cut down to one pair (desi_hsc) of its ``datasets``, two models, no probes."""
+    config["pairs"] = [{"name": "desi_hsc", "reference_dataset": "hsc", "other_dataset": "desi"}]
+    config["models"] = [{"family": "vit", "sizes": ["base"]}, {"family": "specformer", "sizes": ["base"]}]
+    config["mini_specformer_pretraining"]["dataset"] = "desi"
+    config["alignment"]["hsc_pair"] = "desi_hsc"
+    config["alignment"]["size_curves"].update(decomposition_model="vit-base",
+                                           classes={"source": "none", "column": "", "n_bins": 2})
+    config["alignment"]["conditional"].update(redshift={"source": "none", "column": ""}, brightness=None)
+    del config["probes"], config["downstream"]
+    return config
+
+
 def test_parent_sets_in_mmus_layout_report_their_sizes_and_the_overlap_of_their_samples(tmp_path, default_config):
     """Two parents crossmatched here (MMU's layout: object_id, ra, dec, image or spectrum), one a preview
     smaller than its expected size: the report says how many rows each holds, names the preview, and how
@@ -467,14 +480,7 @@ def test_parent_sets_in_mmus_layout_report_their_sizes_and_the_overlap_of_their_
     config["datasets"] = [{"name": "hsc", "kind": "image", "survey": "hsc", "source": hsc, "expected_rows": 477_000,
                            "image_mask": "clean"},
                           {"name": "desi", "kind": "spectrum", "survey": "desi", "source": desi}]
-    config["pairs"] = [{"name": "desi_hsc", "reference_dataset": "hsc", "other_dataset": "desi"}]
-    config["models"] = [{"family": "vit", "sizes": ["base"]}, {"family": "specformer", "sizes": ["base"]}]
-    config["mini_specformer_pretraining"]["dataset"] = "desi"
-    config["alignment"]["hsc_pair"] = "desi_hsc"
-    config["alignment"]["size_curves"].update(decomposition_model="vit-base",
-                                           classes={"source": "none", "column": "", "n_bins": 2})
-    config["alignment"]["conditional"].update(redshift={"source": "none", "column": ""}, brightness=None)
-    del config["probes"], config["downstream"]
+    config = _parents_only(config)
     found = run_preflight(validated(config), sample_rows=N, list_files=lister())
     assert found.problems == []
     rows = {r["dataset"]: r for r in found.rows["datasets"]}
@@ -504,14 +510,7 @@ def test_full_copies_of_mmus_parents_report_rows_values_and_the_pairs_the_crossm
          "config_name": "pdr3_dud_22.5", "image_mask": "clean", "expected_rows": 477_000},
         {"name": "desi", "kind": "spectrum", "survey": "desi", "format": "mmu_hdf5", "source": str(tmp_path / "desi"),
          "config_name": "dr1_main"}]
-    config["pairs"] = [{"name": "desi_hsc", "reference_dataset": "hsc", "other_dataset": "desi"}]
-    config["models"] = [{"family": "vit", "sizes": ["base"]}, {"family": "specformer", "sizes": ["base"]}]
-    config["mini_specformer_pretraining"]["dataset"] = "desi"
-    config["alignment"]["hsc_pair"] = "desi_hsc"
-    config["alignment"]["size_curves"].update(decomposition_model="vit-base",
-                                           classes={"source": "none", "column": "", "n_bins": 2})
-    config["alignment"]["conditional"].update(redshift={"source": "none", "column": ""}, brightness=None)
-    del config["probes"], config["downstream"]
+    config = _parents_only(config)
     found = run_preflight(validated(config), sample_rows=4, list_files=lister())
     assert found.problems == []
     rows = {r["dataset"]: r for r in found.rows["datasets"]}

@@ -215,7 +215,7 @@ def main() -> None:
         threadpool_limits(args.threads)
         faiss.omp_set_num_threads(args.threads)
 
-    from samesky.align.neighbours import search_pair, use_stored, write_lists
+    from samesky.align.neighbours import search_depth, search_pair, use_stored, write_lists
     from samesky.config import embedding_jobs
     from samesky.registry import specs_of
 
@@ -232,7 +232,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     totals: dict[str, dict[str, float]] = {"before": {}, "after": {}}
     searches = {"before": 0, "after": 0}
-    k_max = max([*config["alignment"]["k"], config["alignment"]["table_k"], *config["alignment"]["metrics"]["k"]])
+    k_max = search_depth(config["alignment"])
     with tempfile.TemporaryDirectory() as tmp:
         for name, pair in pairs.items():
             n = max(300, int(PAPER_N[name] * args.scale))

@@ -79,6 +79,15 @@ def use_stored(path: str | Path):
         _ACTIVE[0] = False
 
 
+DEPTH_MARGIN = 10  # neighbours kept past the largest k: what settles a reordered sample's ties (permuted_knn)
+
+
+def search_depth(alignment: dict) -> int:
+    """How many neighbours the search rule keeps: the largest k of alignment.k, table_k and metrics.k,
+    plus ``DEPTH_MARGIN``."""
+    return max([*alignment["k"], alignment["table_k"], *alignment["metrics"]["k"]]) + DEPTH_MARGIN
+
+
 def row_sets(reference: str, other: str, files: list) -> list[tuple[object, np.ndarray, np.ndarray]]:
     """(file, ids, rows) of every distinct row set the pair's comparisons search: each compared file on the
     rows it shares with the other file, in ``scores.paired``'s order (sorted ids)."""

@@ -22,16 +22,16 @@ def _files(settings):
 
 @step(reads=("alignment.k", "alignment.table_k", "alignment.metrics.k", "alignment.search"))
 def search_neighbours(inputs, outputs, settings):
-    """The neighbour lists of every embedding of pair ``settings.pair``, each row set searched once at the
-    largest k the alignment rules ask for (samesky.align.neighbours)."""
+    """The neighbour lists of every embedding of pair ``settings.pair``, each row set searched once past the
+    largest k the alignment rules ask for (samesky.align.neighbours.search_depth)."""
     import pandas as pd
 
     from ..align.knn import search_device
-    from ..align.neighbours import search_pair, write_lists
+    from ..align.neighbours import search_depth, search_pair, write_lists
 
     reference, other = settings["surveys"]
     opts = settings["alignment"]
-    k = max([*opts["k"], opts["table_k"], *opts["metrics"]["k"]])
+    k = search_depth(opts)
     device = search_device(opts["search"]["gpu"])
     keys, lists, records = search_pair(reference, other, _files(settings), k, device)
     write_lists(outputs.neighbours, keys, lists)

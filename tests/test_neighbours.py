@@ -83,21 +83,22 @@ def test_stored_lists_are_read_by_the_scores_and_give_the_same_table(tmp_path):
         subset = knn(load_cached(files[0], {})[1][:60], 5)  # not a stored row set: searched, then kept
         again = knn(load_cached(files[0], {})[1][:60], 5)
         assert store._USE["searched"] == used["searched"] + 1 and store._USE["reused"] == 1
-        assert np.array_equal(subset, again) and np.array_equal(subset, brute_force_knn(load_cached(files[0], {})[1][:60], 5))
+        assert np.array_equal(subset, again)
+        assert np.array_equal(subset, brute_force_knn(load_cached(files[0], {})[1][:60], 5))
     pd.testing.assert_frame_equal(before, after)
     assert used == {"read": 2 * len(comparisons("hsc", "jwst", files)), "searched": 0, "reused": 0}
     assert subset.shape == (60, 5) and not store._STORE  # the block leaves no lists behind
 
 
 def test_the_workflow_searches_once_per_pair_and_every_full_n_rule_reads_the_lists():
-    """The dry run's DAG: one search_neighbours job per aligned pair, whose lists align_pair, metric_suite,
-    conditional_alignment and size_curves take as their ``neighbours`` input (the step runner loads them)."""
+    """The dry run's DAG (every job, whatever is built already): one search_neighbours job per aligned pair,
+    whose lists align_pair, metric_suite, conditional_alignment and size_curves take as their ``neighbours`` input (the step runner loads them)."""
     import subprocess
     import sys
 
     from conftest import REPO
 
-    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "-p", "--quiet", "rules"],
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--forceall", "--cores", "1", "--quiet", "rules"],
                          cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     counts = dict(line.split()[:2] for line in out.stdout.splitlines() if len(line.split()) == 2

@@ -80,8 +80,8 @@ def test_dry_run_of_the_embedded_default(workdir):
     assert counts == {"mini_universe": 1, "download_dataset": 5, "crossmatch": 4, "crossmatch_summary": 1,
                       "crossmatch_truth_recovery": 1, "fetch_model": 17, "pretrain_mini_specformer": 1,
                       "resample_spectra": 1, "prepare_images": 6, "embed": 17, "embedding_summary": 1,
-                      "align_pair": 4, "alignment_tables": 1, "size_curves": 4, "size_curve_summary": 1,
-                      **METRIC_JOBS, "oracle_validation": 1, **PROBE_JOBS, **DOWNSTREAM_JOBS, "all": 1}
+                      "search_neighbours": 4, "align_pair": 4, "alignment_tables": 1, "size_curves": 4,
+                      "size_curve_summary": 1, **METRIC_JOBS, "oracle_validation": 1, **PROBE_JOBS, **DOWNSTREAM_JOBS, "all": 1}
 
 
 def test_dry_run_of_the_paper_preset(workdir):
@@ -92,8 +92,9 @@ def test_dry_run_of_the_paper_preset(workdir):
     probe_jobs = {**PROBE_JOBS, "probe_regressions": 20}
     assert counts == {"download_dataset": 6, "crossmatch": 5, "crossmatch_summary": 1, "fetch_model": 20,
                       "fetch_shared_weights": 1,  # AstroCLIP's checkpoint, once for its three encoders
-                      "resample_spectra": 1, "prepare_images": 7, "embed": 20, "embedding_summary": 1, "align_pair": 4,
-                      "alignment_tables": 1, "size_curves": 4, "size_curve_summary": 1, **METRIC_JOBS, **probe_jobs,
+                      "resample_spectra": 1, "prepare_images": 7, "embed": 20, "embedding_summary": 1,
+                      "search_neighbours": 4, "align_pair": 4, "alignment_tables": 1, "size_curves": 4,
+                      "size_curve_summary": 1, **METRIC_JOBS, **probe_jobs,
                       **DOWNSTREAM_JOBS, "all": 1}
 
 
@@ -142,12 +143,12 @@ def test_dry_run_of_the_released_embeddings_preset(workdir):
     # embeddings job per model size (Specformer's DESI and SDSS sides come from the image models' files);
     # no download, crossmatch, model
     assert counts == {"list_released": 1, "fetch_released": 64, "audit_released": 1, "released_embeddings": 17, "embedding_summary": 1,
-                      "align_pair": 4, "alignment_tables": 1, "size_curves": 4, "size_curve_summary": 1, **METRIC_JOBS,
+                      "search_neighbours": 4, "align_pair": 4, "alignment_tables": 1, "size_curves": 4, "size_curve_summary": 1, **METRIC_JOBS,
                       "all": 1}
     assert "results/released/tables/table2_crossmodal.csv" in dry and "figure1_crossmodal.pdf" in dry
-    # no pair dataset and no truth: the conditional alignment reads the embeddings only
+    # no pair dataset and no truth: the conditional alignment reads the embeddings and their lists only
     for job in _jobs(dry, "conditional_alignment"):
-        assert all("/embeddings/" in path for path in job["input"]), job["input"]
+        assert all("/embeddings/" in path or path.endswith("/neighbours.npz") for path in job["input"]), job["input"]
 
 
 def test_the_paper_zoo_has_one_embedding_job_per_model_size_and_control(workdir):

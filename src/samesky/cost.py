@@ -133,7 +133,8 @@ def conditional_searches(config: dict, pair: str, jobs) -> float:
     spectroscopic pair's one spectrum side is searched once for all image models (kept in the job)."""
     cond = config["alignment"]["conditional"]
     z = cond["redshift"]
-    has_z = z["source"] != "none" and (not z.get("only_pairs") or pair in z["only_pairs"])
+    only = z["only_pairs"] if "only_pairs" in z else None
+    has_z = z["source"] != "none" and (not only or pair in only)
     per_side = (1.0 if has_z or cond["brightness"] else 0.0) + (1 / cond["n_bins"] if has_z else 0)
     per_side += (1 / cond["n_bins"] if cond["brightness"] else 0) + (1 / 3 if cond["environment"] else 0)
     per_side += 1 / cond["sky_regions"] if cond["sky_regions"] else 0

@@ -92,7 +92,8 @@ def test_stored_lists_are_read_by_the_scores_and_give_the_same_table(tmp_path):
 
 def test_the_workflow_searches_once_per_pair_and_every_full_n_rule_reads_the_lists():
     """The dry run's DAG (every job, whatever is built already): one search_neighbours job per aligned pair,
-    whose lists align_pair, metric_suite, conditional_alignment and size_curves take as their ``neighbours`` input (the step runner loads them)."""
+    whose lists align_pair, metric_suite, conditional_alignment and size_curves take as their ``neighbours``
+    input (the step runner loads them)."""
     import subprocess
     import sys
 

@@ -378,8 +378,8 @@ def searched_pair(wildcards):
 
 
 def search_mem_mb(wildcards, input):
-    """The pair's embeddings (each file read whole, all held while its lists are searched) twice over, plus
-    2 GB: O(N d) per file, never N^2."""
+    """The pair's embeddings (each file read whole and held while the pair is searched) twice over, for the
+    row set being searched and its normalised copy, plus 2 GB: O(N d) per file, never N^2."""
     files = [f["path"] for f in pair_embedding_files(wildcards.pair)]
     size = sum(os.path.getsize(p) for p in files if os.path.exists(p))
     return 2000 + 2 * size // 1_000_000

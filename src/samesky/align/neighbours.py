@@ -88,40 +88,38 @@ def search_depth(alignment: dict) -> int:
     return max([*alignment["k"], alignment["table_k"], *alignment["metrics"]["k"]]) + DEPTH_MARGIN
 
 
-def row_sets(reference: str, other: str, files: list) -> list[tuple[object, np.ndarray, np.ndarray]]:
-    """(file, ids, rows) of every distinct row set the pair's comparisons search: each compared file on the
-    rows it shares with the other file, in ``scores.paired``'s order (sorted ids)."""
+def row_sets(reference: str, other: str, files: list):
+    """(file, key, rows) of every distinct row set the pair's comparisons search, one at a time: each compared
+    file on the rows it shares with the other file, in ``scores.paired``'s order (sorted ids). Yielded, not
+    listed, so only the files and the set being searched are in memory."""
     from .scores import comparisons, load_cached, paired
 
     cache: dict = {}
-    seen, out = set(), []
+    seen = set()
     for _, _, fa, fb in comparisons(reference, other, files):
-        ids, xa, xb = paired(load_cached(fa, cache), load_cached(fb, cache))
+        _, xa, xb = paired(load_cached(fa, cache), load_cached(fb, cache))
         for f, x in ((fa, xa), (fb, xb)):
             key = fingerprint(x, "cosine")
             if key not in seen:
                 seen.add(key)
-                out.append((f, ids, x))
-    return out
+                yield f, key, x
 
 
 def search_pair(reference: str, other: str, files: list, k: int, device: str | None = None):
     """The neighbour lists of every row set of one pair: (keys, lists, one record per search; the times are
     logged)."""
-    keys, lists, records = [], [], []
-    sets = row_sets(reference, other, files)
-    for j, (f, ids, x) in enumerate(sets):
-        from .knn import knn
+    from .knn import knn
 
+    keys, lists, records = [], [], []
+    for j, (f, (metric, shape, digest), x) in enumerate(row_sets(reference, other, files)):
         start = time.perf_counter()
         nn = knn(x, k, device=device)
         seconds = time.perf_counter() - start
-        metric, shape, digest = fingerprint(x, "cosine")
         keys.append((metric, "x".join(map(str, shape)), digest))
         lists.append(nn.astype(np.int32 if len(x) < 2**31 else np.int64))
         records.append({"file": f.path, "model": f.model, "survey": f.survey, "rows": len(x), "width": x.shape[1],
                         "k": k, "device": device or "cpu (faiss)"})  # no times: the table is the same bytes again
-        log.info("search %d/%d: %s %s, %d rows x %d, k = %d on %s: %.1f s", j + 1, len(sets), f.survey, f.model,
+        log.info("search %d: %s %s, %d rows x %d, k = %d on %s: %.1f s", j + 1, f.survey, f.model,
                  len(x), x.shape[1], k, device or "cpu (faiss)", seconds)
     return keys, lists, records
 

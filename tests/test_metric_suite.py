@@ -204,3 +204,33 @@ def test_the_covariates_of_a_pair_come_from_the_truth_and_the_pair_dataset(tmp_p
     cov, skipped = covariates(redshift={"source": "none", "column": "", "only_pairs": None}, brightness=None)
     assert cov.empty and set(skipped) == {"environment", "sky_region"}
     assert skipped["environment"] == "the pair dataset has no positions (0 of 120 objects with ra/dec)"
+
+
+def test_every_size_step_is_decided_by_its_paired_bootstrap_as_the_conditional_deltas_are(image_pair):
+    from samesky.align.conditional import pair_conditional
+    from samesky.align.tables import trend_steps, trend_tests
+
+    scores, overlaps = align_pair("jwst_hsc", "hsc", "jwst", image_pair, [1, 10], 0, 42, overlap_k=10)
+    assert scores.equals(align_pair("jwst_hsc", "hsc", "jwst", image_pair, [1, 10], 0, 42))  # the scores unchanged
+    overlaps.insert(0, "pair", "jwst_hsc")
+    mean = overlaps.groupby(["kind", "side", "model_a", "model_b"], sort=False)["overlap"].mean() / 10
+    assert np.allclose(mean.to_numpy(), scores[scores["k"] == 10]["mknn"].to_numpy())
+    steps = trend_steps(scores, 10, overlaps=overlaps, n_bootstrap=200, seed=0)
+    # intramodal: (base vs large) -> (large vs huge) on each side; crossmodal: vit 2 steps, astropt 1
+    assert (steps["test"] == "intramodal").sum() == 2 and (steps["test"] == "crossmodal").sum() == 3
+    assert np.allclose(steps["delta"], steps["score_2"] - steps["score_1"])
+    assert ((steps["lo"] <= steps["delta"]) & (steps["delta"] <= steps["hi"])).all()
+    _, _, deltas = pair_conditional("jwst_hsc", "hsc", "jwst", image_pair, pd.DataFrame(), 10, 2, 0, 200, 20, "all", 0)
+    cross = steps[steps["test"] == "crossmodal"]
+    assert cross["verdict"].tolist() == deltas["verdict"].replace("inconclusive", "undecided").tolist()
+    assert np.allclose(cross[["lo", "hi"]], deltas[["lo", "hi"]])
+    tests = trend_tests(scores, 10, steps).set_index("test")
+    raw = trend_tests(scores, 10).set_index("test")
+    pd.testing.assert_frame_equal(tests[raw.columns], raw)  # the raw binomial counts unchanged
+    row = tests.loc["crossmodal"]
+    assert row["decided_up"] == (cross["verdict"] == "up").sum() and row["decided_down"] == (cross["verdict"] == "down").sum()
+    assert row["decided_up"] + row["decided_down"] + row["undecided"] == row["comparisons"] == 3
+    # without per-object values: a step is decided when it moves more than the tolerance
+    wide = trend_steps(scores, 10, tolerance=1.0)
+    assert (wide["verdict"] == "undecided").all() and len(wide) == len(steps)
+    assert (trend_steps(scores, 10, tolerance=0.0)["verdict"] == np.where(steps["delta"] > 0, "up", "down")).all()

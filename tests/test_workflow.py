@@ -17,8 +17,8 @@ from samesky.io import load_dataset_dir
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-def _snakemake(args, cwd, timeout=900):
-    proc = subprocess.run(SNAKEMAKE + args, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+def _snakemake(args, cwd, timeout=900, env=None):
+    proc = subprocess.run(SNAKEMAKE + args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr
 
@@ -649,6 +649,27 @@ def test_killed_run_resumes_to_the_same_tables_as_an_uninterrupted_one(finished,
     assert not list((other / "results").rglob("*.partial")), "no temporary output is left behind"
     for table in TABLES:
         assert (other / "results" / table).read_bytes() == (finished / "results" / table).read_bytes(), table
+
+
+@pytest.mark.workflow
+def test_another_kernel_set_and_thread_count_reach_the_same_conclusions(finished, tmp_path):
+    """Issue 27: the test config again, from scratch, under torch's generic CPU kernels
+    (ATEN_CPU_CAPABILITY=default) and one OpenMP/BLAS thread: what another computer changes. Against the
+    shared run, `python -m samesky.compare` finds every number within its tolerance and every conclusion
+    the same (it exits 0)."""
+    other = copy_repo(tmp_path / "samesky")
+    threads = {name: "1" for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    _snakemake(["--cores", "2", *TEST_RUN], other, env={**os.environ, "ATEN_CPU_CAPABILITY": "default", **threads})
+    record = json.loads((other / "results" / "tables" / "alignment_tables.provenance.json").read_text())
+    assert record["machine"]["ATEN_CPU_CAPABILITY"] == "default"
+    embedded = json.loads(next((other / "results" / "embeddings").rglob("*.provenance.json")).read_text())
+    assert embedded["machine"]["torch_cpu_capability"] == "DEFAULT"  # the jobs that run torch used them
+    proc = subprocess.run([sys.executable, "-m", "samesky.compare", str(finished / "results"), str(other / "results"),
+                           "--spread", str(tmp_path / "spread.csv")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    spread = pd.read_csv(tmp_path / "spread.csv")
+    assert spread["within"].all() and len(spread) > 100
+    print(proc.stdout.splitlines()[0])  # how many tables were identical and how many within tolerance
 
 
 def _slurm_available() -> str:

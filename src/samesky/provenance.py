@@ -65,9 +65,33 @@ def record(config: dict, step: str, upstream=(), datasets: dict | None = None, m
         "seed": config.get("seed"),
         "config_sha256": config_hash(config),
         "versions": dict(package_versions()),
+        "machine": machine(),
         **behind,
         **extra,
     }
+
+
+def machine() -> dict:
+    """What a result's last bits depend on beyond the versions (docs/reproducibility.md): the CPU, torch's
+    kernel set where the job loaded torch (``ATEN_CPU_CAPABILITY`` overrides it), and the thread settings."""
+    import os
+    import sys
+
+    torch = sys.modules.get("torch")
+    return {"platform": platform.platform(), "cpu": _cpu_model(), "cores": os.cpu_count(),
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability() if torch else None,
+            **{name: os.environ.get(name) for name in ("ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS")}}
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
 
 def dataset_entry(info: dict) -> dict:

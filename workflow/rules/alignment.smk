@@ -38,6 +38,7 @@ rule align_pair:
         unpack(searched_pair),
     output:
         scores=f"{RESULTS}/alignment/{{pair}}/scores.csv",
+        overlaps=f"{RESULTS}/alignment/{{pair}}/overlaps.parquet",
         provenance=f"{RESULTS}/alignment/{{pair}}/provenance.json",
     params:
         config=step_config("align_pair"),
@@ -62,6 +63,7 @@ rule align_pair:
 rule alignment_tables:
     input:
         scores=expand(f"{RESULTS}/alignment/{{pair}}/scores.csv", pair=ALIGNED_PAIRS),
+        overlaps=expand(f"{RESULTS}/alignment/{{pair}}/overlaps.parquet", pair=ALIGNED_PAIRS),
         provenance=expand(f"{RESULTS}/alignment/{{pair}}/provenance.json", pair=ALIGNED_PAIRS),
         # the released preset: what the repository does not hold, noted under the tables
         audit=[f"{RESULTS}/tables/released_audit.csv"] if RELEASED else [],
@@ -76,6 +78,7 @@ rule alignment_tables:
         cka_md=f"{RESULTS}/tables/crossmodal_cka.md",
         cka_tex=f"{RESULTS}/tables/crossmodal_cka.tex",
         trends=report(f"{RESULTS}/tables/trend_tests.csv", caption="../report/trends.rst", category="Alignment"),
+        steps=f"{RESULTS}/tables/trend_steps.csv",
         figure1=report(
             f"{RESULTS}/figures/figure1_crossmodal.pdf", caption="../report/figure1.rst", category="Alignment"
         ),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+from samesky.tolerances import tolerance_of
 from samesky.config import EmbeddingRef, check_config, pair_datasets, pair_surveys
 from samesky.config import embedding_jobs as config_embedding_jobs
 from samesky.registry import specs_of
@@ -445,7 +446,7 @@ def alignment_targets():
     tables = ["table1_intramodal", "table2_crossmodal", "crossmodal_cka"]
     return (
         [f"{RESULTS}/tables/{t}.{ext}" for t in tables for ext in ("csv", "md", "tex")]
-        + [f"{RESULTS}/tables/trend_tests.csv", f"{RESULTS}/figures/figure1_crossmodal.pdf"]
+        + [f"{RESULTS}/tables/trend_tests.csv", f"{RESULTS}/tables/trend_steps.csv", f"{RESULTS}/figures/figure1_crossmodal.pdf"]
         + [f"{RESULTS}/tables/size_curves.csv", f"{RESULTS}/figures/size_curves.pdf",
            f"{RESULTS}/figures/agreement_decomposition.pdf"]
         + metric_targets()

@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..io import read_embeddings
 from ..surveys import modality_of
-from .knn import chance_level, knn, mknn, permutation_null
+from .knn import chance_level, knn, mknn, overlap_counts, permutation_null
 from .stats import debiased_cka, linear_cka
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,13 @@ def paired(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]):
     return common, x_a[ia], x_b[ib]
 
 
-def score(x_a: np.ndarray, x_b: np.ndarray, ks, n_permutations: int, seed: int, cka: bool = True) -> list[dict]:
-    """MKNN at each k with its null, plus CKA, for two row-paired embedding arrays."""
+def score(x_a: np.ndarray, x_b: np.ndarray, ks, n_permutations: int, seed: int, cka: bool = True,
+          neighbours: tuple[np.ndarray, np.ndarray] | None = None) -> list[dict]:
+    """MKNN at each k with its null, plus CKA, for two row-paired embedding arrays (``neighbours``: their
+    ``knn`` arrays at max(ks) or deeper, where the caller has them)."""
     n = len(x_a)
     k_max = max(ks)
-    nn_a, nn_b = knn(x_a, k_max), knn(x_b, k_max)
+    nn_a, nn_b = neighbours if neighbours is not None else (knn(x_a, k_max), knn(x_b, k_max))
     cka_values = {"cka_linear": linear_cka(x_a, x_b), "cka_debiased": debiased_cka(x_a, x_b)} if cka else {}
     rows = []
     for k in sorted(ks):
@@ -117,21 +119,33 @@ def load_cached(f: EmbeddingFile, cache: dict):
 
 
 def align_pair(pair: str, reference: str, other: str, files: list[EmbeddingFile], ks, n_permutations: int,
-               seed: int) -> pd.DataFrame:
-    """Every crossmodal and intramodal score of one pair, one row per (comparison, k)."""
+               seed: int, overlap_k: int | None = None):
+    """Every crossmodal and intramodal score of one pair, one row per (comparison, k). With ``overlap_k``, also
+    each object's overlap |N_a(i) ∩ N_b(i)| at that k in every comparison (one row per comparison and object:
+    what the size steps' paired bootstrap resamples, ``trends.trend_steps``): returns (scores, overlaps)."""
     cache: dict[str, tuple] = {}
-    rows = []
+    rows, overlaps = [], []
+    depth = max(max(ks), overlap_k or 0)
 
     def add(kind, side, fa: EmbeddingFile, fb: EmbeddingFile):
         ids, xa, xb = paired(load_cached(fa, cache), load_cached(fb, cache))
         if len(ids) <= max(ks):
             raise ValueError(f"{pair}: only {len(ids)} objects shared by {fa.path} and {fb.path}")
         log.info("%s %s %s: %s vs %s on %d objects", pair, kind, side, fa.model, fb.model, len(ids))
-        for r in score(xa, xb, ks, n_permutations, seed):
+        nn = knn(xa, depth), knn(xb, depth)
+        for r in score(xa, xb, ks, n_permutations, seed, neighbours=nn):
             rows.append({"pair": pair, "kind": kind, "side": side, "model_a": fa.model, "model_b": fb.model,
                          "family": fb.family, "size": fb.size, "params_m": fb.params_m,
                          "size_a": fa.size, "params_a_m": fa.params_m, **r})
+        if overlap_k:
+            overlaps.append(pd.DataFrame({"kind": kind, "side": side, "model_a": fa.model, "model_b": fb.model,
+                                          "object_id": ids.astype(str), "k": overlap_k,
+                                          "overlap": overlap_counts(nn[0][:, :overlap_k], nn[1][:, :overlap_k])
+                                          .astype(np.int16)}))
 
     for kind, side, fa, fb in comparisons(reference, other, files):
         add(kind, side, fa, fb)
-    return pd.DataFrame(rows)
+    scores = pd.DataFrame(rows)
+    if not overlap_k:
+        return scores
+    return scores, pd.concat(overlaps, ignore_index=True)

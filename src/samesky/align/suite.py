@@ -137,18 +137,24 @@ def crossmodal_wide(suite: pd.DataFrame, k: int, value: str = "calibrated") -> p
     return wide[["pair", "side", "family", "size", "params_m", *metric_order(cross)]].reset_index(drop=True)
 
 
-def metric_trend_tests(suite: pd.DataFrame, k: int) -> pd.DataFrame:
+def metric_trend_tests(suite: pd.DataFrame, k: int, tolerance: float | None = None) -> pd.DataFrame:
     """For each metric, the Platonic Universe's binomial trend tests (``tables.trend_tests``: intramodal,
     crossmodal, crossmodal_sdss; increases between adjacent sizes) on its raw score and on its calibrated
-    score at ``k``. MKNN's raw-score rows are exactly trend_tests.csv's."""
-    from .tables import trend_tests
+    score at ``k``. MKNN's raw-score rows are exactly trend_tests.csv's raw counts.
+
+    With ``tolerance``, each test also counts the steps decided up and down, those that move by more than
+    ``tolerance`` (``tables.trend_steps``' tolerance rule: the suite keeps no per-object values to bootstrap,
+    and a global metric has none), and the undecided ones within it."""
+    from .tables import trend_steps, trend_tests
 
     rows = []
     for metric in metric_order(suite):
         sub = at_table_k(suite[suite["metric"] == metric], k).copy()
         sub["k"] = k  # the global metrics' rows join the table at k
         for measure in ("score", "calibrated"):
-            tests = trend_tests(sub.assign(mknn=sub[measure]), k)
+            scored = sub.assign(mknn=sub[measure])
+            steps = trend_steps(scored, k, tolerance=tolerance) if tolerance is not None else None
+            tests = trend_tests(scored, k, steps)
             tests.insert(0, "measure", measure)
             tests.insert(0, "k", k if sub["metric_kind"].iloc[0] == "local" else np.nan)
             tests.insert(0, "metric", metric)

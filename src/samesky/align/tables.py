@@ -42,11 +42,20 @@ def crossmodal_table(scores: pd.DataFrame, k: int, measure: str = "mknn") -> pd.
     return pd.concat([table, pd.DataFrame([null_row])], ignore_index=True)[["family", "size", "params_m", *cols]]
 
 
-def trend_tests(scores: pd.DataFrame, k: int) -> pd.DataFrame:
+TREND_SIDES = {"intramodal": ("jwst", "legacysurvey", "hsc"), "crossmodal": ("jwst", "legacysurvey", "desi"),
+               "crossmodal_sdss": ("sdss",)}
+
+
+def trend_tests(scores: pd.DataFrame, k: int, steps: pd.DataFrame | None = None) -> pd.DataFrame:
     """Binomial tests on the count of increases with size (the Platonic Universe's grouping), over the
     study's models; where random-weights controls ran, the same tests over the controls and over the
     learned families they mirror ('intramodal: random controls', 'intramodal: learned, with a control'),
-    so a trend is read against what the architectures alone give."""
+    so a trend is read against what the architectures alone give.
+
+    With ``steps`` (``trend_steps``: every adjacent-size step with a verdict), each test also counts the steps
+    decided up, decided down and undecided, and ``decided_p``: the binomial test on the decided steps only.
+    Those counts are the headline (docs/methods.md, "Trends"): a step within its interval of zero is a
+    near-tie another computer may flip, and the raw count counts it."""
     families = set(scores["family"])
     controls = {f for f in families if is_control_family(f)}
     groups = [("", families - controls)]
@@ -56,6 +65,67 @@ def trend_tests(scores: pd.DataFrame, k: int) -> pd.DataFrame:
     rows = []
     for suffix, members in groups:
         rows += _trend_rows(scores[scores["family"].isin(members)], k, suffix)
+        if steps is not None:
+            for row in rows[-3:]:
+                row.update(_decided(steps, row["test"].removesuffix(suffix), members))
+    return pd.DataFrame(rows)
+
+
+def _decided(steps: pd.DataFrame, test: str, members) -> dict:
+    sub = steps[(steps["test"] == test) & steps["family"].isin(members)] if len(steps) else steps
+    up = int((sub["verdict"] == "up").sum()) if len(sub) else 0
+    down = int((sub["verdict"] == "down").sum()) if len(sub) else 0
+    return {"decided_up": up, "decided_down": down, "undecided": len(sub) - up - down,
+            "decided_p": trend_test(up, up + down), "rule": sub["rule"].iloc[0] if len(sub) else ""}
+
+
+def trend_steps(scores: pd.DataFrame, k: int, hsc_pair: str | None = None, overlaps: pd.DataFrame | None = None,
+                n_bootstrap: int = 1000, seed: int = 0, tolerance: float | None = None,
+                measure: str = "mknn") -> pd.DataFrame:
+    """Every adjacent-size step the trend tests count, one row each, with its verdict: up, down or undecided.
+
+    - ``overlaps`` (``scores.align_pair``'s per-object overlaps at ``k``): the step's paired object bootstrap
+      (``conditional.bootstrap_delta``: each object's overlap in the larger comparison minus the smaller,
+      objects resampled ``n_bootstrap`` times; decided when the 95% interval is clear of 0);
+    - else ``tolerance``: decided when |delta| exceeds it (for metrics that are not a mean over objects; the
+      tolerance is what another computer may change, samesky/tolerances.yaml).
+
+    Intramodal steps go from (s1 vs s2) to (s2 vs s3) on one side; crossmodal from size s to s + 1 of the
+    family on the reference side. The rows are those the raw counts count (HSC's intramodal ones from
+    ``hsc_pair``, by default the largest pair, as ``trend_tests``)."""
+    from .conditional import bootstrap_delta
+
+    hsc_pair = hsc_pair or _first_hsc_pair(scores)
+    at_k = scores[scores["k"] == k]
+    at_k = at_k[(at_k["kind"] == "crossmodal") | at_k["side"].isin(TREND_SIDES["intramodal"])]
+    at_k = at_k[(at_k["kind"] == "crossmodal") | (at_k["side"] != "hsc") | (at_k["pair"] == hsc_pair)]
+    if overlaps is not None:
+        overlaps = overlaps[overlaps["k"] == k].set_index(["pair", "kind", "side", "model_a", "model_b"]).sort_index()
+    rows = []
+    for (pair, kind, side, family), sub in at_k.groupby(["pair", "kind", "side", "family"], sort=False):
+        test = kind if kind == "intramodal" else "crossmodal_sdss" if side == "sdss" else "crossmodal"
+        if side not in TREND_SIDES[test]:
+            continue
+        sub = sub.sort_values("params_m", kind="stable")
+        for (_, one), (_, two) in zip(sub.iterrows(), sub.iloc[1:].iterrows()):
+            row = {"test": test, "pair": pair, "kind": kind, "side": side, "family": family,
+                   "comparison_1": f"{one['model_a']} vs {one['model_b']}",
+                   "comparison_2": f"{two['model_a']} vs {two['model_b']}", "params_1": one["params_m"],
+                   "params_2": two["params_m"], "k": k, "score_1": one[measure], "score_2": two[measure],
+                   "delta": two[measure] - one[measure]}
+            if overlaps is not None:
+                o1 = overlaps.loc[(pair, kind, side, one["model_a"], one["model_b"])].set_index("object_id")["overlap"]
+                o2 = overlaps.loc[(pair, kind, side, two["model_a"], two["model_b"])].set_index("object_id")["overlap"]
+                common = o1.index.intersection(o2.index)
+                out = bootstrap_delta((o2[common].to_numpy(float) - o1[common].to_numpy(float)) / k, n_bootstrap, seed)
+                verdict = "up" if out["lo"] > 0 else "down" if out["hi"] < 0 else "undecided"
+                row.update({"n": len(common), "lo": out["lo"], "hi": out["hi"], "p_value": out["p_value"],
+                            "verdict": verdict, "rule": f"paired object bootstrap, {n_bootstrap} resamples, 95%"})
+            else:
+                tol = float(tolerance or 0.0)
+                verdict = ("up" if row["delta"] > tol else "down" if row["delta"] < -tol else "undecided")
+                row.update({"verdict": verdict, "rule": f"|delta| > {tol:g}"})
+            rows.append(row)
     return pd.DataFrame(rows)
 
 

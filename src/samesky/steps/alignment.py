@@ -40,24 +40,27 @@ def search_neighbours(inputs, outputs, settings):
             "inputs": [f["path"] for f in settings["files"]]}
 
 
-@step(reads=("alignment.k", "alignment.n_permutations", "seed"))
+@step(reads=("alignment.k", "alignment.table_k", "alignment.n_permutations", "seed"))
 def align_pair(inputs, outputs, settings):
     """Every crossmodal and intramodal score of pair ``settings.pair`` (sides ``settings.surveys``; its
-    embeddings files ``settings.files``)."""
+    embeddings files ``settings.files``), and each object's overlap at table_k in every comparison."""
     from ..align.scores import align_pair as pair_scores
+    from ..io import write_parquet
 
     reference, other = settings["surveys"]
     opts = settings["alignment"]
-    scores = pair_scores(settings["pair"], reference, other, _files(settings), opts["k"], opts["n_permutations"],
-                         settings["seed"])
+    scores, overlaps = pair_scores(settings["pair"], reference, other, _files(settings), opts["k"],
+                                   opts["n_permutations"], settings["seed"], overlap_k=opts["table_k"])
+    overlaps.insert(0, "pair", settings["pair"])
     write_csv(outputs.scores, scores)
+    write_parquet(outputs.overlaps, overlaps)
     return {"pair": settings["pair"], "inputs": [f["path"] for f in settings["files"]]}
 
 
-@step(reads=("alignment.table_k", "alignment.hsc_pair"))
+@step(reads=("alignment.table_k", "alignment.hsc_pair", "alignment.trend_bootstrap", "seed"))
 def alignment_tables(inputs, outputs, settings):
     """Tables 1 and 2 and the CKA table (CSV, Markdown, LaTeX, captions from ``settings.captions``), the
-    trend tests and Figure 1."""
+    trend tests with every size step's paired bootstrap, and Figure 1."""
     import pandas as pd
 
     from ..align import tables
@@ -75,7 +78,11 @@ def alignment_tables(inputs, outputs, settings):
         write_csv(outputs[name], table)
         write_text(outputs[f"{name}_md"], tables.to_markdown(table, text, labels))
         write_text(outputs[f"{name}_tex"], tables.to_latex(table, text, label, labels))
-    write_csv(outputs.trends, tables.trend_tests(scores, k))
+    overlaps = pd.concat([pd.read_parquet(p) for p in inputs.all("overlaps")], ignore_index=True)
+    steps = tables.trend_steps(scores, k, overlaps=overlaps, n_bootstrap=settings["alignment"]["trend_bootstrap"],
+                               seed=settings["seed"])
+    write_csv(outputs.steps, steps)
+    write_csv(outputs.trends, tables.trend_tests(scores, k, steps))
     tables.figure1(scores, k, outputs.figure1, labels)
 
 

@@ -59,7 +59,8 @@ def metric_suite_summary(inputs, outputs, settings):
         shown[column] = [f"{v:.3f}" if v == v else "" for v in wide[column]]
     shown["params_m"] = [f"{v:g}" for v in wide["params_m"]]
     write_text(outputs.crossmodal_md, to_markdown(shown, caption(settings["captions"]["crossmodal"], settings)))
-    write_csv(outputs.trends, s.metric_trend_tests(suite, k))
+    # a size step within what another computer may change (samesky/tolerances.yaml) is left undecided
+    write_csv(outputs.trends, s.metric_trend_tests(suite, k, settings["trend_tolerance"]))
     s.suite_figure(suite, k, outputs.figure)
     write_csv(outputs.curves, curves)
     s.size_curve_figure(curves, outputs.curves_figure)

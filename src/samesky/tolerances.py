@@ -1,0 +1,64 @@
+"""The tolerances two runs of the study are compared with (``samesky.compare``), declared once in
+tolerances.yaml beside this file. Only yaml here: the workflow reads a tolerance while it parses
+(a size step within it is a tie: ``suite.metric_trend_tests``)."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+TOLERANCES = Path(__file__).with_name("tolerances.yaml")
+
+
+@dataclass
+class Entry:
+    """How one table (or the tables one pattern matches) is compared."""
+
+    pattern: str
+    key: list[str] | None = None
+    default: float = 0.0
+    columns: dict[str, float] = field(default_factory=dict)
+    exact: list[str] = field(default_factory=list)
+    ignore: list[str] = field(default_factory=list)
+    conclusions: list[dict] = field(default_factory=list)
+    why: str = ""
+
+    def tolerance(self, column: str) -> float:
+        if column in self.exact:
+            return 0.0
+        return float(self.columns.get(column, self.default))
+
+
+def load_entries(path: str | Path | None = None, kinds=None) -> list[Entry]:
+    """tolerances.yaml's entries, in order (the last should be the catch-all ``"*"``); ``kinds``: the
+    conclusion kinds a caller knows (``compare.CONCLUSIONS``), checked where given."""
+    path = Path(path) if path else TOLERANCES
+    spec = yaml.safe_load(path.read_text())
+    entries = []
+    for i, item in enumerate(spec.get("tables", [])):
+        unknown = set(item) - set(Entry.__dataclass_fields__)
+        if unknown or "pattern" not in item:
+            raise ValueError(f"{path}: tables[{i}] has unknown keys {sorted(unknown)} or no 'pattern'")
+        for c in item.get("conclusions", []):
+            if kinds is not None and c.get("kind") not in kinds:
+                raise ValueError(f"{path}: tables[{i}] ({item['pattern']}): conclusion kind {c.get('kind')!r} is "
+                                 f"not one of {sorted(kinds)}")
+            if "name" not in c:
+                raise ValueError(f"{path}: tables[{i}] ({item['pattern']}): a conclusion without a 'name'")
+        entries.append(Entry(**item))
+    return entries
+
+
+def entry_for(relpath: str, entries: list[Entry]) -> Entry:
+    for entry in entries:
+        if fnmatch.fnmatchcase(relpath, entry.pattern):
+            return entry
+    return Entry(pattern="(none)")
+
+
+def tolerance_of(relpath: str, column: str, path: str | Path | None = None) -> float:
+    """The declared tolerance of one column of one table (``relpath`` inside a results folder)."""
+    return entry_for(relpath, load_entries(path)).tolerance(column)

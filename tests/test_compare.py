@@ -97,22 +97,43 @@ def test_a_number_beyond_its_tolerance_fails_and_is_named(runs, capsys):
 
 def test_a_changed_conclusion_fails_even_within_the_numbers_tolerance(runs, capsys):
     a, b, entries, spec = runs
-    _edit(b, "trend_tests.csv", {(1, "decided_p"): 0.06})  # within 0.2, but no longer below 0.05
-    _edit(b, "probe_bootstrap.csv", {(0, "delta_lo"): 0.0, (0, "delta"): 0.08})  # within 0.05; now spans 0
+    _edit(b, "trend_tests.csv", {(1, "decided_p"): 0.19})  # within 0.2 of 1e-5, but far from significant now
     results = {r.path: r for r in compare_runs(a, b, entries)}
     trend = results["tables/trend_tests.csv"]
     assert not trend.beyond and trend.changed == [("grows with size", "crossmodal", "True", "False")]
-    assert results["tables/probe_bootstrap.csv"].changed[0][2:] == ("above 0", "spans 0")
     assert main([str(a), str(b), "--tolerances", str(spec)]) == 1
     assert "conclusion changed: grows with size (crossmodal): True -> False" in capsys.readouterr().out
 
 
-def test_a_decided_count_is_a_conclusion(runs):
-    a, b, entries, _ = runs
+def test_a_conclusion_on_a_near_tie_is_named_not_failed(runs, capsys):
+    a, b, entries, spec = runs
+    _edit(a, "trend_tests.csv", {(0, "decided_p"): 0.03})
+    _edit(b, "trend_tests.csv", {(0, "decided_p"): 0.07})  # both within a factor 3 of 0.05
+    _edit(a, "probe_bootstrap.csv", {(0, "delta_lo"): 0.03})
+    _edit(b, "probe_bootstrap.csv", {(0, "delta_lo"): -0.01, (0, "delta"): 0.08})  # within 0.05: now spans 0
+    results = {r.path: r for r in compare_runs(a, b, entries)}
+    assert all(r.ok for r in results.values())
+    assert results["tables/trend_tests.csv"].near == [("grows with size", "intramodal", "True", "False")]
+    assert results["tables/probe_bootstrap.csv"].near[0][2:] == ("above 0", "spans 0")
+    assert main([str(a), str(b), "--tolerances", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert "near-tie, not a disagreement: grows with size (intramodal): True -> False" in out
+    assert "conclusions changed: 0; on near-ties: 2" in out
+
+
+def test_a_decided_count_is_a_conclusion_that_may_move_by_its_near_ties(runs):
+    a, b, entries, spec = runs
     _edit(b, "trend_tests.csv", {(1, "decided_up"): 19})
     trend = {r.path: r for r in compare_runs(a, b, entries)}["tables/trend_tests.csv"]
     assert ("decided steps: decided_up", "crossmodal", "20", "19") in trend.changed
     assert trend.beyond[0][1] == "decided_up"  # and an exact column
+    text = spec.read_text().replace("columns: [decided_up, decided_down]}", "columns: [decided_up, decided_down], slack: near_ties}")
+    spec.write_text(text)
+    for folder in (a, b):
+        _edit(folder, "trend_tests.csv", {(1, "near_ties"): 1})
+    trend = {r.path: r for r in compare_runs(a, b, load_entries(spec))}["tables/trend_tests.csv"]
+    assert not trend.changed and trend.near == [("decided steps: decided_up", "crossmodal", "20 (±1 near-ties)",
+                                                 "19 (±1 near-ties)")]
 
 
 def test_the_best_model_may_swap_within_a_near_tie_but_not_beyond(runs):
@@ -120,7 +141,8 @@ def test_the_best_model_may_swap_within_a_near_tie_but_not_beyond(runs):
     _edit(a, "table2_crossmodal.csv", {(1, "desi"): 9.2})  # ViT-large 0.07 below DINOv2-giant's 9.27
     _edit(b, "table2_crossmodal.csv", {(1, "desi"): 9.3})  # ... and 0.03 above it: a new best, a near-tie
     table = {r.path: r for r in compare_runs(a, b, entries)}["tables/table2_crossmodal.csv"]
-    assert not table.changed  # each run's best is within 0.5 of the other's
+    assert not table.changed and table.near[0][2:] == ("dinov2 / giant (within tolerance: vit / large)",
+                                                        "vit / large (within tolerance: dinov2 / giant)")
     _edit(b, "table2_crossmodal.csv", {(1, "desi"): 9.9})  # now 0.63 above DINOv2 giant: another best
     table = {r.path: r for r in compare_runs(a, b, entries)}["tables/table2_crossmodal.csv"]
     assert table.changed[0][:2] == ("best aligned with DESI", "all")

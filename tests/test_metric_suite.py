@@ -208,7 +208,7 @@ def test_the_covariates_of_a_pair_come_from_the_truth_and_the_pair_dataset(tmp_p
 
 def test_every_size_step_is_decided_by_its_paired_bootstrap_as_the_conditional_deltas_are(image_pair):
     from samesky.align.conditional import pair_conditional
-    from samesky.align.tables import trend_steps, trend_tests
+    from samesky.align.tables import mark_near_ties, trend_steps, trend_tests
 
     scores, overlaps = align_pair("jwst_hsc", "hsc", "jwst", image_pair, [1, 10], 0, 42, overlap_k=10)
     assert scores.equals(align_pair("jwst_hsc", "hsc", "jwst", image_pair, [1, 10], 0, 42))  # the scores unchanged
@@ -230,7 +230,16 @@ def test_every_size_step_is_decided_by_its_paired_bootstrap_as_the_conditional_d
     row = tests.loc["crossmodal"]
     assert row["decided_up"] == (cross["verdict"] == "up").sum() and row["decided_down"] == (cross["verdict"] == "down").sum()
     assert row["decided_up"] + row["decided_down"] + row["undecided"] == row["comparisons"] == 3
+    # near-ties: a verdict whose interval edge lies within the margin of 0
+    edge = np.minimum(steps["lo"].abs(), steps["hi"].abs())
+    margin = float(edge.median())
+    near = mark_near_ties(steps, margin)
+    assert (near["near_tie"] == (edge <= margin)).all() and near["near_tie"].any()
+    counted = trend_tests(scores, 10, near).set_index("test")
+    assert counted.loc["crossmodal", "near_ties"] == near.loc[near["test"] == "crossmodal", "near_tie"].sum()
     # without per-object values: a step is decided when it moves more than the tolerance
     wide = trend_steps(scores, 10, tolerance=1.0)
     assert (wide["verdict"] == "undecided").all() and len(wide) == len(steps)
     assert (trend_steps(scores, 10, tolerance=0.0)["verdict"] == np.where(steps["delta"] > 0, "up", "down")).all()
+    tight = mark_near_ties(wide, 0.5)  # |delta| far below the tolerance 1: not near it
+    assert not tight["near_tie"].any() and mark_near_ties(wide, 1.0)["near_tie"].all()

@@ -30,7 +30,25 @@ import pandas as pd
 
 from .tolerances import Entry, entry_for, load_entries
 
-# --- conclusions: each maps a table to {(conclusion name, row label): value}; equal values agree ---------
+# --- conclusions: each maps a table to {(conclusion name, row label): Verdict} ------------------------
+# Two runs agree on a conclusion when its values are equal. Where they differ and the conclusion sits within
+# its tolerance of the line that decides it in either run (a p-value near alpha, an interval's edge near 0, a
+# count that differs by no more than its near-ties, a best model within `within` of the other's), it hangs
+# on a near-tie: named in the report, not a disagreement. Otherwise it changed.
+
+@dataclass(frozen=True)
+class Verdict:
+    value: object
+    near: bool = False  # within tolerance of the line that decides it
+    slack: float = 0.0  # for counts: how far it may move on near-ties
+    near_set: frozenset = frozenset()  # for best: the labels within `within` of the best
+
+    def __str__(self):
+        shown = str(self.value)
+        if self.near_set and len(self.near_set) > 1:
+            shown += f" (within tolerance: {', '.join(sorted(self.near_set - {self.value}))})"
+        return shown + (f" (±{self.slack:g} near-ties)" if self.slack else "")
+
 
 def _rows(frame: pd.DataFrame, spec: dict) -> pd.DataFrame:
     return frame.query(spec["where"]) if spec.get("where") else frame
@@ -40,33 +58,47 @@ def _label(row, columns) -> str:
     return " / ".join(str(row[c]) for c in columns if c in row.index)
 
 
-def _significant(frame, spec, key):
-    """Row by row: is ``column`` (a p-value) below ``alpha``?"""
-    alpha = float(spec.get("alpha", 0.05))
-    rows = _rows(frame, spec)
-    return {(spec["name"], _label(r, key)): bool(r[spec["column"]] < alpha) if pd.notna(r[spec["column"]]) else None
-            for _, r in rows.iterrows()}
-
-
-def _interval(frame, spec, key):
-    """Row by row: is the interval [lo, hi] above 0, below 0, or across it?"""
-    rows = _rows(frame, spec)
+def _significant(frame, spec, key, entry):
+    """Row by row: is ``column`` (a p-value) below ``alpha``? Near alpha: within a factor ``margin`` (3) of it,
+    p-values moving on a log scale."""
+    alpha, margin = float(spec.get("alpha", 0.05)), float(spec.get("margin", 3.0))
     out = {}
-    for _, r in rows.iterrows():
-        lo, hi = r[spec.get("lo", "lo")], r[spec.get("hi", "hi")]
-        out[spec["name"], _label(r, key)] = "above 0" if lo > 0 else "below 0" if hi < 0 else "spans 0"
+    for _, r in _rows(frame, spec).iterrows():
+        p = r[spec["column"]]
+        value = bool(p < alpha) if pd.notna(p) else None
+        out[spec["name"], _label(r, key)] = Verdict(value, bool(pd.notna(p) and alpha / margin <= p <= alpha * margin))
     return out
 
 
-def _equal(frame, spec, key):
-    """Row by row: the values of ``columns`` (counts, verdicts) themselves."""
+def _interval(frame, spec, key, entry):
+    """Row by row: is the interval [lo, hi] above 0, below 0, or across it? Near: an edge within the ``lo``
+    column's tolerance of 0."""
     rows = _rows(frame, spec)
-    return {(f"{spec['name']}: {c}", _label(r, key)): _plain(r[c]) for _, r in rows.iterrows() for c in spec["columns"]}
+    lo_col, hi_col = spec.get("lo", "lo"), spec.get("hi", "hi")
+    tol = entry.tolerances(lo_col, rows)
+    out = {}
+    for (_, r), t in zip(rows.iterrows(), tol):
+        lo, hi = r[lo_col], r[hi_col]
+        value = "above 0" if lo > 0 else "below 0" if hi < 0 else "spans 0"
+        out[spec["name"], _label(r, key)] = Verdict(value, bool(min(abs(lo), abs(hi)) <= t))
+    return out
 
 
-def _best(frame, spec, key):
-    """Per group of ``by``: the rows whose ``value`` is within ``within`` of the group's largest (smallest with
-    ``lowest: true``). Two runs agree when each run's best is among the other's near-best (``_agree``)."""
+def _equal(frame, spec, key, entry):
+    """Row by row: the values of ``columns`` (counts, verdicts) themselves; with ``slack`` (a column: the
+    row's near-ties), two counts that differ by no more than it are a near-tie."""
+    out = {}
+    for _, r in _rows(frame, spec).iterrows():
+        slack = float(r[spec["slack"]]) if spec.get("slack") and pd.notna(r.get(spec["slack"])) else 0.0
+        for c in spec["columns"]:
+            out[f"{spec['name']}: {c}", _label(r, key)] = Verdict(_plain(r[c]), slack=slack)
+    return out
+
+
+def _best(frame, spec, key, entry):
+    """Per group of ``by``: the best row (largest ``value``; smallest with ``lowest: true``) and those within
+    ``within`` of it. Two runs whose bests differ are a near-tie when each one's best is among the other's
+    near-best."""
     rows = _rows(frame, spec)
     sign = -1.0 if spec.get("lowest") else 1.0
     out = {}
@@ -77,18 +109,9 @@ def _best(frame, spec, key):
             continue
         near = sub[values >= values.max() - float(spec.get("within", 0.0))]
         best = _label(sub.loc[values.idxmax()], spec["label"])
-        out[spec["name"], str(group)] = NearBest(best, frozenset(_label(r, spec["label"]) for _, r in near.iterrows()))
+        out[spec["name"], str(group)] = Verdict(best, len(near) > 1,
+                                                near_set=frozenset(_label(r, spec["label"]) for _, r in near.iterrows()))
     return out
-
-
-@dataclass(frozen=True)
-class NearBest:
-    best: str
-    near: frozenset
-
-    def __str__(self):
-        return self.best + (f" (within tolerance: {', '.join(sorted(self.near - {self.best}))})"
-                            if len(self.near) > 1 else "")
 
 
 CONCLUSIONS = {"significant": _significant, "interval": _interval, "equal": _equal, "best": _best}
@@ -102,10 +125,20 @@ def _plain(value):
     return value
 
 
-def _agree(a, b) -> bool:
-    if isinstance(a, NearBest) and isinstance(b, NearBest):
-        return a.best in b.near and b.best in a.near
-    return a == b
+def agreement(a: Verdict | None, b: Verdict | None) -> str:
+    """'same', 'near-tie' or 'changed'."""
+    if a is None or b is None:
+        return "same" if a is b else "changed"
+    if a.value == b.value:
+        return "same"
+    if a.near_set or b.near_set:
+        return "near-tie" if a.value in b.near_set and b.value in a.near_set else "changed"
+    if a.slack or b.slack:
+        try:
+            return "near-tie" if abs(float(a.value) - float(b.value)) <= max(a.slack, b.slack) else "changed"
+        except (TypeError, ValueError):
+            return "changed"
+    return "near-tie" if a.near or b.near else "changed"
 
 
 def conclusions(frame: pd.DataFrame, entry: Entry) -> dict:
@@ -115,7 +148,7 @@ def conclusions(frame: pd.DataFrame, entry: Entry) -> dict:
         needed = (spec.get("column"), spec.get("value"), spec.get("lo"), spec.get("hi"), *spec.get("columns", []))
         if any(c and c not in frame.columns for c in needed):
             continue  # a table from before the column existed: its header differences are reported as such
-        out.update(CONCLUSIONS[spec["kind"]](frame, spec, key))
+        out.update(CONCLUSIONS[spec["kind"]](frame, spec, key, entry))
     return out
 
 
@@ -142,6 +175,8 @@ class TableResult:
     largest: dict = field(default_factory=dict)  # column -> largest |a - b| (numbers), or differing count (text)
     beyond: list = field(default_factory=list)  # (row, column, a, b, |a - b|, tolerance)
     changed: list = field(default_factory=list)  # (conclusion, row, a, b)
+    near: list = field(default_factory=list)  # conclusions that differ on a near-tie: (conclusion, row, a, b)
+    ratio: dict = field(default_factory=dict)  # column -> largest |a - b| / its tolerance
     rows: tuple = (0, 0)
 
     @property
@@ -162,6 +197,7 @@ def compare_tables(a: pd.DataFrame, b: pd.DataFrame, entry: Entry, path: str = "
             result.beyond.append((_row_name(row, key), "(row)", "present" if label == "A" else "absent",
                                   "present" if label == "B" else "absent", math.inf, 0.0))
     common = ia.index.intersection(ib.index, sort=False)
+    rows_a = ia.loc[common].reset_index()  # the rows' columns, for the tolerances' `rows` overrides
     for column in [c for c in ia.columns if c in ib.columns and c not in entry.ignore]:
         va, vb = ia.loc[common, column], ib.loc[common, column]
         if pd.api.types.is_numeric_dtype(va) and pd.api.types.is_numeric_dtype(vb):
@@ -170,10 +206,12 @@ def compare_tables(a: pd.DataFrame, b: pd.DataFrame, entry: Entry, path: str = "
             diff = np.where(same_nan, 0.0, np.abs(fa - fb))
             diff = np.where(np.isnan(diff), math.inf, diff)  # a number in one run, NaN in the other
             result.largest[column] = float(diff.max()) if len(diff) else 0.0
-            tol = entry.tolerance(column)
+            tol = entry.tolerances(column, rows_a)
+            if len(diff):
+                result.ratio[column] = float(np.max(np.where(tol > 0, diff / np.where(tol > 0, tol, 1), np.where(diff > 0, math.inf, 0.0))))
             for i in np.flatnonzero(diff > tol + 1e-12):
                 result.beyond.append((_row_name(common[i], key), column, _plain(va.iloc[i]), _plain(vb.iloc[i]),
-                                      float(diff[i]), tol))
+                                      float(diff[i]), float(tol[i])))
         else:
             sa, sb = va.astype(str).to_numpy(), vb.astype(str).to_numpy()
             differs = np.flatnonzero(sa != sb)
@@ -182,8 +220,11 @@ def compare_tables(a: pd.DataFrame, b: pd.DataFrame, entry: Entry, path: str = "
                 result.beyond.append((_row_name(common[i], key), column, sa[i], sb[i], math.inf, 0.0))
     ca, cb = conclusions(a, entry), conclusions(b, entry)
     for name in list(dict.fromkeys([*ca, *cb])):
-        if not _agree(ca.get(name, "absent"), cb.get(name, "absent")):
-            result.changed.append((name[0], name[1], str(ca.get(name, "absent")), str(cb.get(name, "absent"))))
+        va, vb = ca.get(name), cb.get(name)
+        verdict = agreement(va, vb)
+        if verdict != "same":
+            (result.changed if verdict == "changed" else result.near).append(
+                (name[0], name[1], str(va) if va else "absent", str(vb) if vb else "absent"))
     return result
 
 
@@ -226,14 +267,17 @@ def compare_runs(run_a: str | Path, run_b: str | Path, entries: list[Entry] | No
 
 
 def spread_table(results: list[TableResult]) -> pd.DataFrame:
-    """The largest difference of every numeric column of every table, beside its tolerance."""
+    """The largest difference of every numeric column of every table, beside its tolerance (where ``rows``
+    overrides it, the column's default) and the largest ratio of a difference to its row's tolerance."""
     rows = []
     for r in results:
         for column, largest in r.largest.items():
             if isinstance(largest, float):
+                ratio = r.ratio.get(column, 0.0)
                 rows.append({"table": r.path, "column": column, "largest_difference": largest,
-                             "tolerance": r.entry.tolerance(column), "within": largest <= r.entry.tolerance(column) + 1e-12})
-    return pd.DataFrame(rows, columns=["table", "column", "largest_difference", "tolerance", "within"])
+                             "tolerance": r.entry.tolerance(column), "largest_ratio": ratio,
+                             "within": ratio <= 1 + 1e-9})
+    return pd.DataFrame(rows, columns=["table", "column", "largest_difference", "tolerance", "largest_ratio", "within"])
 
 
 def report(results: list[TableResult], limit: int = 10) -> str:
@@ -243,18 +287,24 @@ def report(results: list[TableResult], limit: int = 10) -> str:
     identical = sum(1 for r in ok if all(v in (0.0, "same") for v in r.largest.values()))
     lines.append(f"{len(results)} tables: {len(ok)} agree ({identical} identical, {len(ok) - identical} within "
                  f"tolerance), {len(bad)} differ")
-    for r in bad:
-        lines.append(f"\n{r.path} [{r.status}; tolerances: {r.entry.pattern}]")
+    for r in results:
+        if r.ok and not r.near:
+            continue
+        lines.append(f"\n{r.path} [{r.status if not r.ok else 'agrees'}; tolerances: {r.entry.pattern}]")
         for name, row, va, vb in r.changed[:limit]:
             lines.append(f"  conclusion changed: {name} ({row}): {va} -> {vb}")
         if len(r.changed) > limit:
             lines.append(f"  ... and {len(r.changed) - limit} more conclusions")
+        for name, row, va, vb in r.near[:limit]:
+            lines.append(f"  near-tie, not a disagreement: {name} ({row}): {va} -> {vb}")
+        if len(r.near) > limit:
+            lines.append(f"  ... and {len(r.near) - limit} more near-ties")
         for row, column, va, vb, diff, tol in r.beyond[:limit]:
             lines.append(f"  {column} ({row}): {va} vs {vb}" + (f", |diff| {diff:.4g} > {tol:g}" if math.isfinite(diff) else ""))
         if len(r.beyond) > limit:
             lines.append(f"  ... and {len(r.beyond) - limit} more values")
-    changed = sum(len(r.changed) for r in results)
-    lines.append(f"\nconclusions changed: {changed}; values beyond tolerance: {sum(len(r.beyond) for r in results)}")
+    lines.append(f"\nconclusions changed: {sum(len(r.changed) for r in results)}; on near-ties: "
+                 f"{sum(len(r.near) for r in results)}; values beyond tolerance: {sum(len(r.beyond) for r in results)}")
     return "\n".join(lines)
 
 

@@ -23,13 +23,30 @@ class Entry:
     columns: dict[str, float] = field(default_factory=dict)
     exact: list[str] = field(default_factory=list)
     ignore: list[str] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)
     conclusions: list[dict] = field(default_factory=list)
     why: str = ""
 
     def tolerance(self, column: str) -> float:
+        """The column's tolerance where no ``rows`` override applies."""
         if column in self.exact:
             return 0.0
         return float(self.columns.get(column, self.default))
+
+    def tolerances(self, column: str, frame):
+        """The column's tolerance row by row of ``frame``: ``rows`` entries ({where: a pandas query, columns:
+        {name: tolerance}}) override it on the rows they select, the last one that selects a row winning
+        (e.g. the spectra's comparisons, where a trained model moves more than a frozen one)."""
+        import numpy as np
+
+        out = np.full(len(frame), self.tolerance(column))
+        if column in self.exact:
+            return out
+        for override in self.rows:
+            if column in override.get("columns", {}):
+                hit = frame.reset_index(drop=True).query(override["where"]).index.to_numpy()
+                out[hit] = float(override["columns"][column])
+        return out
 
 
 def load_entries(path: str | Path | None = None, kinds=None) -> list[Entry]:
@@ -42,6 +59,10 @@ def load_entries(path: str | Path | None = None, kinds=None) -> list[Entry]:
         unknown = set(item) - set(Entry.__dataclass_fields__)
         if unknown or "pattern" not in item:
             raise ValueError(f"{path}: tables[{i}] has unknown keys {sorted(unknown)} or no 'pattern'")
+        for r in item.get("rows", []):
+            if set(r) != {"where", "columns"}:
+                raise ValueError(f"{path}: tables[{i}] ({item['pattern']}): each of 'rows' needs exactly 'where' "
+                                 f"and 'columns', got {sorted(r)}")
         for c in item.get("conclusions", []):
             if kinds is not None and c.get("kind") not in kinds:
                 raise ValueError(f"{path}: tables[{i}] ({item['pattern']}): conclusion kind {c.get('kind')!r} is "

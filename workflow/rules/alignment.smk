@@ -65,6 +65,7 @@ rule alignment_tables:
         scores=expand(f"{RESULTS}/alignment/{{pair}}/scores.csv", pair=ALIGNED_PAIRS),
         overlaps=expand(f"{RESULTS}/alignment/{{pair}}/overlaps.parquet", pair=ALIGNED_PAIRS),
         provenance=expand(f"{RESULTS}/alignment/{{pair}}/provenance.json", pair=ALIGNED_PAIRS),
+        tolerances=TOLERANCES,  # which steps' verdicts are near-ties (samesky/tolerances.yaml)
         # the released preset: what the repository does not hold, noted under the tables
         audit=[f"{RESULTS}/tables/released_audit.csv"] if RELEASED else [],
     output:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from samesky.tolerances import tolerance_of
+from samesky.tolerances import TOLERANCES as TOLERANCES_PATH
 from samesky.config import EmbeddingRef, check_config, pair_datasets, pair_surveys
 from samesky.config import embedding_jobs as config_embedding_jobs
 from samesky.registry import specs_of
@@ -23,6 +23,7 @@ check_config(config)
 RESULTS = config["results"]  # computed results; one folder per preset, so presets never overwrite each other
 RESOURCES = config["resources"]  # inputs: the mini universe, datasets as loaded, model weights
 MINI_HUB = f"{RESOURCES}/mini_universe/hub"
+TOLERANCES = str(TOLERANCES_PATH)  # samesky/tolerances.yaml: what another computer may change
 REPORT = Path(workflow.basedir) / "workflow" / "report"  # the captions (one .rst per figure or table)
 DATASETS = {d["name"]: d for d in config["datasets"]}
 PAIRS = {p["name"]: p for p in config["pairs"]}

@@ -37,6 +37,7 @@ rule metric_suite_summary:
         suites=expand(f"{RESULTS}/alignment/{{pair}}/metric_suite.csv", pair=ALIGNED_PAIRS),
         curves=expand(f"{RESULTS}/alignment/{{pair}}/metric_size_curves.csv", pair=ALIGNED_PAIRS),
         provenance=expand(f"{RESULTS}/alignment/{{pair}}/metric_suite.provenance.json", pair=ALIGNED_PAIRS),
+        tolerances=TOLERANCES,  # a size step within what another computer may change is a tie
     output:
         table=f"{RESULTS}/tables/metric_suite.csv",
         crossmodal=report(
@@ -57,8 +58,6 @@ rule metric_suite_summary:
     params:
         config=step_config("metric_suite_summary"),
         captions={"crossmodal": caption_file("metric_suite")},
-        # a size step within what another computer may change is a tie (samesky/tolerances.yaml)
-        trend_tolerance=tolerance_of("tables/metric_suite.csv", "score"),
     log:
         f"{RESULTS}/logs/metric_suite_summary.log",
     benchmark:

@@ -137,15 +137,16 @@ def crossmodal_wide(suite: pd.DataFrame, k: int, value: str = "calibrated") -> p
     return wide[["pair", "side", "family", "size", "params_m", *metric_order(cross)]].reset_index(drop=True)
 
 
-def metric_trend_tests(suite: pd.DataFrame, k: int, tolerance: float | None = None) -> pd.DataFrame:
+def metric_trend_tests(suite: pd.DataFrame, k: int, tolerance=None) -> pd.DataFrame:
     """For each metric, the Platonic Universe's binomial trend tests (``tables.trend_tests``: intramodal,
     crossmodal, crossmodal_sdss; increases between adjacent sizes) on its raw score and on its calibrated
     score at ``k``. MKNN's raw-score rows are exactly trend_tests.csv's raw counts.
 
-    With ``tolerance``, each test also counts the steps decided up and down, those that move by more than
-    ``tolerance`` (``tables.trend_steps``' tolerance rule: the suite keeps no per-object values to bootstrap,
-    and a global metric has none), and the undecided ones within it."""
-    from .tables import trend_steps, trend_tests
+    With ``tolerance`` (one number, or a function of the suite's rows giving each row's), each test also
+    counts the steps decided up and down, those that move by more than the tolerance (``tables.trend_steps``'
+    tolerance rule: the suite keeps no per-object values to bootstrap, and a global metric has none), the
+    undecided ones within it, and the near-ties (|delta| within a tolerance of the tolerance)."""
+    from .tables import mark_near_ties, trend_steps, trend_tests
 
     rows = []
     for metric in metric_order(suite):
@@ -153,7 +154,11 @@ def metric_trend_tests(suite: pd.DataFrame, k: int, tolerance: float | None = No
         sub["k"] = k  # the global metrics' rows join the table at k
         for measure in ("score", "calibrated"):
             scored = sub.assign(mknn=sub[measure])
-            steps = trend_steps(scored, k, tolerance=tolerance) if tolerance is not None else None
+            steps = None
+            if tolerance is not None:
+                scored["tolerance"] = tolerance(sub) if callable(tolerance) else float(tolerance)
+                steps = trend_steps(scored, k, tolerance="tolerance")
+                steps = mark_near_ties(steps, steps["tolerance"].to_numpy() if len(steps) else 0.0)
             tests = trend_tests(scored, k, steps)
             tests.insert(0, "measure", measure)
             tests.insert(0, "k", k if sub["metric_kind"].iloc[0] == "local" else np.nan)

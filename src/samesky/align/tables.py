@@ -53,9 +53,10 @@ def trend_tests(scores: pd.DataFrame, k: int, steps: pd.DataFrame | None = None)
     so a trend is read against what the architectures alone give.
 
     With ``steps`` (``trend_steps``: every adjacent-size step with a verdict), each test also counts the steps
-    decided up, decided down and undecided, and ``decided_p``: the binomial test on the decided steps only.
-    Those counts are the headline (docs/methods.md, "Trends"): a step within its interval of zero is a
-    near-tie another computer may flip, and the raw count counts it."""
+    decided up, decided down and undecided, ``decided_p`` (the binomial test on the decided steps only) and
+    ``near_ties``: the steps whose verdict another computer may flip (``mark_near_ties``), by which the
+    counts may move elsewhere. Those counts are the headline (docs/methods.md, "Trend tests"); the raw count
+    counts every step of 0.01 points, which machines flip."""
     families = set(scores["family"])
     controls = {f for f in families if is_control_family(f)}
     groups = [("", families - controls)]
@@ -75,12 +76,13 @@ def _decided(steps: pd.DataFrame, test: str, members) -> dict:
     sub = steps[(steps["test"] == test) & steps["family"].isin(members)] if len(steps) else steps
     up = int((sub["verdict"] == "up").sum()) if len(sub) else 0
     down = int((sub["verdict"] == "down").sum()) if len(sub) else 0
+    near = int(sub["near_tie"].sum()) if len(sub) and "near_tie" in sub else 0
     return {"decided_up": up, "decided_down": down, "undecided": len(sub) - up - down,
-            "decided_p": trend_test(up, up + down), "rule": sub["rule"].iloc[0] if len(sub) else ""}
+            "decided_p": trend_test(up, up + down), "near_ties": near, "rule": sub["rule"].iloc[0] if len(sub) else ""}
 
 
 def trend_steps(scores: pd.DataFrame, k: int, hsc_pair: str | None = None, overlaps: pd.DataFrame | None = None,
-                n_bootstrap: int = 1000, seed: int = 0, tolerance: float | None = None,
+                n_bootstrap: int = 1000, seed: int = 0, tolerance: float | str | None = None,
                 measure: str = "mknn") -> pd.DataFrame:
     """Every adjacent-size step the trend tests count, one row each, with its verdict: up, down or undecided.
 
@@ -88,7 +90,8 @@ def trend_steps(scores: pd.DataFrame, k: int, hsc_pair: str | None = None, overl
       (``conditional.bootstrap_delta``: each object's overlap in the larger comparison minus the smaller,
       objects resampled ``n_bootstrap`` times; decided when the 95% interval is clear of 0);
     - else ``tolerance``: decided when |delta| exceeds it (for metrics that are not a mean over objects; the
-      tolerance is what another computer may change, samesky/tolerances.yaml).
+      tolerance is what another computer may change, samesky/tolerances.yaml); a column name: each score's
+      own, the larger of the two a step compares.
 
     Intramodal steps go from (s1 vs s2) to (s2 vs s3) on one side; crossmodal from size s to s + 1 of the
     family on the reference side. The rows are those the raw counts count (HSC's intramodal ones from
@@ -122,11 +125,29 @@ def trend_steps(scores: pd.DataFrame, k: int, hsc_pair: str | None = None, overl
                 row.update({"n": len(common), "lo": out["lo"], "hi": out["hi"], "p_value": out["p_value"],
                             "verdict": verdict, "rule": f"paired object bootstrap, {n_bootstrap} resamples, 95%"})
             else:
-                tol = float(tolerance or 0.0)
+                tol = (max(one[tolerance], two[tolerance]) if isinstance(tolerance, str) else float(tolerance or 0.0))
                 verdict = ("up" if row["delta"] > tol else "down" if row["delta"] < -tol else "undecided")
-                row.update({"verdict": verdict, "rule": f"|delta| > {tol:g}"})
+                row.update({"tolerance": tol, "verdict": verdict, "rule": "|delta| > tolerance"})
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def mark_near_ties(steps: pd.DataFrame, margin) -> pd.DataFrame:
+    """``steps`` with ``near_tie``: a verdict another computer may flip, its deciding quantity within ``margin``
+    (per step, or one number: the tolerances' shift of a delta) of the line. For a bootstrap verdict the line
+    is 0 and the quantity the interval's nearer edge; for a tolerance verdict the line is the tolerance and
+    the quantity |delta|."""
+    steps = steps.copy()
+    if steps.empty:
+        steps["near_tie"] = pd.Series(dtype=bool)
+        return steps
+    margin = np.broadcast_to(np.asarray(margin, float), (len(steps),))
+    if "lo" in steps:
+        edge = np.minimum(steps["lo"].abs(), steps["hi"].abs()).to_numpy()
+    else:
+        edge = (steps["delta"].abs() - steps["tolerance"]).abs().to_numpy()
+    steps["near_tie"] = edge <= margin
+    return steps
 
 
 def _trend_rows(scores: pd.DataFrame, k: int, suffix: str) -> list[dict]:

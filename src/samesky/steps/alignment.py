@@ -81,6 +81,11 @@ def alignment_tables(inputs, outputs, settings):
     overlaps = pd.concat([pd.read_parquet(p) for p in inputs.all("overlaps")], ignore_index=True)
     steps = tables.trend_steps(scores, k, overlaps=overlaps, n_bootstrap=settings["alignment"]["trend_bootstrap"],
                                seed=settings["seed"])
+    # a verdict whose interval edge lies within what another computer may move it is a near-tie
+    from ..tolerances import entry_for, load_entries
+
+    entry = entry_for("tables/trend_steps.csv", load_entries(inputs.tolerances))
+    steps = tables.mark_near_ties(steps, entry.tolerances("lo", steps))
     write_csv(outputs.steps, steps)
     write_csv(outputs.trends, tables.trend_tests(scores, k, steps))
     tables.figure1(scores, k, outputs.figure1, labels)

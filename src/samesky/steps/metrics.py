@@ -60,7 +60,10 @@ def metric_suite_summary(inputs, outputs, settings):
     shown["params_m"] = [f"{v:g}" for v in wide["params_m"]]
     write_text(outputs.crossmodal_md, to_markdown(shown, caption(settings["captions"]["crossmodal"], settings)))
     # a size step within what another computer may change (samesky/tolerances.yaml) is left undecided
-    write_csv(outputs.trends, s.metric_trend_tests(suite, k, settings["trend_tolerance"]))
+    from ..tolerances import entry_for, load_entries
+
+    entry = entry_for("tables/metric_suite.csv", load_entries(inputs.tolerances))
+    write_csv(outputs.trends, s.metric_trend_tests(suite, k, lambda rows: entry.tolerances("score", rows)))
     s.suite_figure(suite, k, outputs.figure)
     write_csv(outputs.curves, curves)
     s.size_curve_figure(curves, outputs.curves_figure)

@@ -177,3 +177,25 @@ def test_the_shipped_tolerances_cover_the_headline_tables():
                   "tables/size_delta_trends.csv", "tables/probe_bootstrap.csv", "alignment/desi_hsc/scores.csv"):
         entry = entry_for(table, entries)
         assert entry.pattern != "*" and entry.conclusions, table
+
+
+def test_row_overrides_selected_rows_and_tables_left_out(tmp_path):
+    from samesky.compare import compare_tables
+    from samesky.tolerances import Entry
+
+    a = pd.DataFrame({"pair": ["jwst_hsc", "desi_hsc"], "kind": ["crossmodal"] * 2, "mknn": [0.10, 0.10],
+                      "null_q975": [0.02, 0.095], "p_value": [0.001, 0.01]})
+    b = a.assign(mknn=[0.104, 0.12], p_value=[0.001, 0.3])  # the spectra's score moves more, across its null
+    entry = Entry(pattern="x", key=["pair", "kind"], ignore=["p_value"], columns={"mknn": 0.005},
+                  rows=[{"where": "pair == 'desi_hsc'", "columns": {"mknn": 0.025}}],
+                  conclusions=[{"name": "above null", "kind": "significant", "column": "p_value", "value": "mknn",
+                                "line": "null_q975"}])
+    assert list(entry.tolerances("mknn", a)) == [0.005, 0.025]
+    result = compare_tables(a, b, entry)
+    assert not result.beyond and result.ok  # 0.02 is within the spectra's 0.025
+    assert result.near == [("above null", "desi_hsc / crossmodal", "True", "False")]  # 0.10 is 0.005 from its line
+    far = compare_tables(a.assign(null_q975=[0.02, 0.05]), b.assign(null_q975=[0.02, 0.05]), entry)
+    assert far.changed == [("above null", "desi_hsc / crossmodal", "True", "False")]
+    assert not compare_tables(a, b.assign(mknn=[0.2, 0.1]), Entry(pattern="x", compare=False)).beyond
+    picked = Entry(pattern="x", key=["pair"], select="pair == 'jwst_hsc'", ignore=["p_value"], default=0.01)
+    assert compare_tables(a, b, picked).ok and not compare_tables(a, b, Entry(pattern="x", key=["pair"])).ok

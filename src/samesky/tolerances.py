@@ -25,6 +25,8 @@ class Entry:
     ignore: list[str] = field(default_factory=list)
     rows: list[dict] = field(default_factory=list)
     conclusions: list[dict] = field(default_factory=list)
+    select: str = ""  # a pandas query: only these rows are compared (the rest are not comparable row by row)
+    compare: bool = True  # false: the table is listed as not compared, with `why`
     why: str = ""
 
     def tolerance(self, column: str) -> float:

@@ -184,6 +184,7 @@ rule layer_summary:
     input:
         best=expand(f"{RESULTS}/alignment/{{pair}}/layer_best.csv", pair=ALIGNED_PAIRS),
         provenance=expand(f"{RESULTS}/alignment/{{pair}}/layer_grids.provenance.json", pair=ALIGNED_PAIRS),
+        tolerances=TOLERANCES,  # a best layer pair within tolerance of the table's cell is a near-tie
     output:
         table=report(f"{RESULTS}/tables/layer_best.csv", caption="../report/layer_best.rst", category="Layers"),
         figure=report(f"{RESULTS}/figures/layer_depth.pdf", caption="../report/layer_depth.rst", category="Layers"),

@@ -168,11 +168,17 @@ def layer_grids(inputs, outputs, settings):
 
 @step()
 def layer_summary(inputs, outputs, settings):
-    """All pairs' best layer pairs in one table, and the depth of the best layer against model size."""
+    """All pairs' best layer pairs in one table, and the depth of the best layer against model size. Column
+    ``reference_near_best``: the tables' cell (the final layers) scores within the layer grids' tolerance of the
+    best pair (samesky/tolerances.yaml): "the best pair is not the final layer" is then a near-tie, which
+    another computer may flip."""
     import pandas as pd
 
     from ..align.layers import depth_figure
+    from ..tolerances import entry_for, load_entries
 
     best = pd.concat([pd.read_csv(p) for p in inputs.all("best")], ignore_index=True)
+    tolerance = entry_for("alignment/pair/layer_grids.csv", load_entries(inputs.tolerances)).tolerances("mknn", best)
+    best["reference_near_best"] = (best["mknn_best"] - best["mknn_reference"]) <= tolerance
     write_csv(outputs.table, best)
     depth_figure(best, outputs.figure)

@@ -46,7 +46,11 @@ class Entry:
             return out
         for override in self.rows:
             if column in override.get("columns", {}):
-                hit = frame.reset_index(drop=True).query(override["where"]).index.to_numpy()
+                try:
+                    hit = frame.reset_index(drop=True).query(override["where"]).index.to_numpy()
+                except Exception as exc:  # pandas raises several kinds for a bad query
+                    raise ValueError(f"tolerances entry {self.pattern!r}: rows where {override['where']!r}: "
+                                     f"{type(exc).__name__}: {exc}") from exc
                 out[hit] = float(override["columns"][column])
         return out
 

@@ -117,3 +117,55 @@ def test_the_paper_codes_blank_rule_drops_jwst_cutouts_whose_f200w_is_flat():
     edge_sample = [("edge", edge)] + [(str(i), _image(bands, seed=i)) for i in range(3)]
     assert compute_scaling(edge_sample, wanted, blank=paper).n_images == 3
     assert compute_scaling(edge_sample, wanted, blank=ours).n_images == 4
+
+
+@pytest.mark.parametrize("stretch, a, astropy_stretch", [
+    ("percentile", None, "LinearStretch"), ("asinh", 0.1, "AsinhStretch"), ("asinh", 0.02, "AsinhStretch"),
+    ("log", 1000.0, "LogStretch"), ("log", 50.0, "LogStretch")])
+def test_each_stretch_equals_astropys_on_hand_made_arrays(stretch, a, astropy_stretch):
+    """Issue 26: a dataset-wide interval then the stretch, as astropy.visualization composes them."""
+    import dataclasses
+
+    from astropy import visualization as vis
+
+    from samesky.embed.images import Scaling, scale_batch, stretched
+
+    flux = np.array([[[-1.0, 0.0, 0.5], [1.0, 2.0, 4.0], [8.0, 16.0, 100.0]]] * 3, np.float32)
+    flux[1] *= 2  # a different range per channel
+    flux[2] -= 0.5
+    bad = np.zeros_like(flux, bool)
+    bad[0, 2, 2] = True  # the 100 spike, masked: set to the low end, never white
+    scaling = Scaling(("z", "r", "g"), (0.0, 0.0, -0.5), (10.0, 20.0, 9.5), 5.0, 99.0, 1, stretch, a)
+    ours = stretched(flux[None], bad[None], scaling)[0]
+    for c in range(3):
+        made = getattr(vis, astropy_stretch)(*([a] if a else []))
+        transform = made + vis.ManualInterval(scaling.low[c], scaling.high[c])
+        expected = transform(np.where(bad[c], scaling.low[c], flux[c]).astype(np.float64), clip=True)
+        np.testing.assert_allclose(ours[c], expected, rtol=1e-5, atol=1e-6)
+    rgb, n_bad = scale_batch(flux[None], bad[None], scaling)
+    assert n_bad[0] == 1 and rgb[0, 2, 2, 0] == 0 and rgb.dtype == np.uint8
+    if stretch != "percentile":  # a stretch lifts the faint end: brighter mid-tones than linear
+        linear = stretched(flux[None], bad[None], dataclasses.replace(scaling, stretch="percentile"))[0]
+        assert (ours[:, 1, 1] > linear[:, 1, 1]).all()
+
+
+def test_zscale_takes_each_images_own_interval_from_its_good_pixels():
+    from astropy.visualization import ZScaleInterval
+
+    from samesky.embed.images import Scaling, stretched
+
+    rng = np.random.default_rng(3)
+    flux = rng.normal(10, 1, (2, 3, 16, 16)).astype(np.float32)
+    flux[1] *= 5  # a brighter image: its own interval, not the first's
+    bad = np.zeros_like(flux, bool)
+    bad[0, 0, :2, :2] = True
+    flux[0, 0, :2, :2] = 1e6  # masked: neither in the interval nor shown
+    scaling = Scaling(("z", "r", "g"), (0.0,) * 3, (100.0,) * 3, 5.0, 99.0, 2, "zscale")
+    ours = stretched(flux, bad, scaling)
+    for i in range(2):
+        for c in range(3):
+            vmin, vmax = ZScaleInterval().get_limits(flux[i, c][~bad[i, c]])
+            good = ~bad[i, c]
+            np.testing.assert_allclose(ours[i, c][good], np.clip((flux[i, c][good] - vmin) / (vmax - vmin), 0, 1),
+                                       rtol=1e-5, atol=1e-6)
+    assert (ours[0, 0][bad[0, 0]] == 0).all() and 0.3 < ours[1].mean() < 0.7

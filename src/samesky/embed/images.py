@@ -7,11 +7,14 @@ to the channel's low percentile (black) and counted per image, so they never loo
 An image with no data in the RGB bands (every pixel bad or exactly zero, as off-footprint cutouts are)
 is blank: it is left out of the scaling sample and not embedded (logged, listed in the metadata). The
 paper preset uses the paper code's rule instead (a JWST cutout whose F200W is flat; ``BlankTest``).
+Other stretches (``embedding.stretch``: asinh, log, ZScale; seed 003 finds preprocessing matters most)
+replace the linear map, each as astropy.visualization computes it (``STRETCHES``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -32,6 +35,14 @@ class ImageError(ValueError):
     """An image cannot be preprocessed as asked (a band is missing, shapes disagree)."""
 
 
+STRETCHES = {
+    "percentile": "each channel linear between its dataset-wide percentiles, clipped (the Platonic Universe)",
+    "asinh": "the same interval, then astropy's AsinhStretch(a)",
+    "log": "the same interval, then astropy's LogStretch(a)",
+    "zscale": "each image's own interval per channel, astropy's ZScaleInterval on its good pixels, linear",
+}
+
+
 @dataclass(frozen=True)
 class Scaling:
     bands: tuple[str, ...]  # the RGB bands, in channel order
@@ -40,10 +51,13 @@ class Scaling:
     low_percentile: float
     high_percentile: float
     n_images: int  # how many images the percentiles were computed over
+    stretch: str = "percentile"  # one of STRETCHES
+    a: float | None = None  # AsinhStretch's softening or LogStretch's exponent (astropy's `a`)
 
     def as_dict(self) -> dict:
         return {"bands": list(self.bands), "low": list(self.low), "high": list(self.high),
-                "percentiles": [self.low_percentile, self.high_percentile], "n_images": self.n_images}
+                "percentiles": [self.low_percentile, self.high_percentile], "n_images": self.n_images,
+                "stretch": self.stretch, "a": self.a}
 
 
 def rgb_bands(survey: str) -> tuple[str, ...]:
@@ -224,13 +238,49 @@ def scaled_rgb(flux: np.ndarray, bad: np.ndarray, scaling: Scaling) -> tuple[np.
 
 def scale_batch(flux: np.ndarray, bad: np.ndarray, scaling: Scaling) -> tuple[np.ndarray, np.ndarray]:
     """(B, 3, H, W) flux and bad-pixel masks -> (B, H, W, 3) uint8 RGB and the bad pixels of each image:
-    bad pixels set to the low percentile, each channel mapped from [low, high] to [0, 255] (float32)."""
+    bad pixels set to the low end of the interval, each channel stretched to [0, 1] (``stretched``), then
+    [0, 255]."""
+    rgb = np.round(stretched(flux, bad, scaling) * 255).astype(np.uint8).transpose(0, 2, 3, 1)
+    return rgb, bad.sum(axis=(1, 2, 3))
+
+
+def stretched(flux: np.ndarray, bad: np.ndarray, scaling: Scaling) -> np.ndarray:
+    """(B, 3, H, W) flux -> values in [0, 1] (float32) by ``scaling.stretch`` (``STRETCHES``). The interval
+    and the stretches are astropy.visualization's (tested against it); written here for whole batches,
+    bad pixels and the dataset-wide interval, which astropy's per-image objects do not take."""
     low = np.asarray(scaling.low, np.float32)[:, None, None]
     high = np.asarray(scaling.high, np.float32)[:, None, None]
+    if scaling.stretch == "zscale":
+        low, high = _zscale_limits(flux, bad, low, high)
     flux = np.where(bad, low, flux)
     scaled = np.clip((flux - low) / (high - low), 0.0, 1.0)
-    rgb = np.round(scaled * 255).astype(np.uint8).transpose(0, 2, 3, 1)
-    return rgb, bad.sum(axis=(1, 2, 3))
+    if scaling.stretch in ("asinh", "log"):
+        from astropy.visualization import AsinhStretch, LogStretch
+
+        stretch = AsinhStretch(scaling.a) if scaling.stretch == "asinh" else LogStretch(scaling.a)
+        scaled = stretch(scaled, clip=True).astype(np.float32)
+    elif scaling.stretch not in STRETCHES:
+        raise ImageError(f"unknown stretch {scaling.stretch!r}; one of {sorted(STRETCHES)}")
+    return scaled
+
+
+def _zscale_limits(flux, bad, low, high):
+    """Per image and channel, astropy's ZScaleInterval limits of the good pixels ((B, 3, 1, 1) each); the
+    dataset-wide interval where a channel has no good pixel or a flat one."""
+    from astropy.visualization import ZScaleInterval
+
+    interval = ZScaleInterval()
+    b, c = flux.shape[:2]
+    lo = np.broadcast_to(low, (b, c, 1, 1)).copy()
+    hi = np.broadcast_to(high, (b, c, 1, 1)).copy()
+    for i in range(b):
+        for j in range(c):
+            good = flux[i, j][~bad[i, j]]
+            if good.size:
+                vmin, vmax = interval.get_limits(good)
+                if vmax > vmin:
+                    lo[i, j], hi[i, j] = vmin, vmax
+    return lo.astype(np.float32), hi.astype(np.float32)
 
 
 class DatasetImages:
@@ -283,7 +333,7 @@ class PreparedImages:
     def metadata(self) -> dict:
         """What an embeddings file records of its images' preparation."""
         kept = ~self.blank
-        return {"rgb": self.scaling.as_dict(), "bad_pixels": "set to the channel's low percentile",
+        return {"rgb": self.scaling.as_dict(), "bad_pixels": "set to the low end of the channel's interval",
                 "images_with_bad_pixels": int(np.count_nonzero(self.n_bad_pixels[kept])),
                 "blank_images": f"{BLANK_RULES[self.blank_rule]}: not embedded",
                 "skipped_objects": [i for i, b in zip(self.ids, self.blank) if b]}
@@ -324,13 +374,15 @@ def read_prepared(rgb_path, objects_path) -> PreparedImages:
                       f"rule that makes them")
     meta = json.loads(table.schema.metadata[b"samesky"])
     s = meta["scaling"]
-    scaling = Scaling(tuple(s["bands"]), tuple(s["low"]), tuple(s["high"]), *s["percentiles"], s["n_images"])
+    scaling = Scaling(tuple(s["bands"]), tuple(s["low"]), tuple(s["high"]), *s["percentiles"], s["n_images"],
+                      s.get("stretch", "percentile"), s.get("a"))
     return PreparedImages(table.column("object_id").to_pylist(), rgb, table.column("n_bad_pixels").to_numpy(),
                           table.column("blank").to_numpy(zero_copy_only=False), scaling, meta["blank_rule"])
 
 
 def prepare_rgb(ds, column: str, survey: str, max_scaling_images: int = 10_000, rgb_path=None,
-                progress: bool = True, blank_rule: str = "no_data") -> PreparedImages:
+                progress: bool = True, blank_rule: str = "no_data", stretch: str = "percentile",
+                a: float | None = None) -> PreparedImages:
     """The dataset-wide RGB scaling of ``ds[column]`` and every image turned into 8-bit RGB with it, once
     per (pair, side), for every model that reads those images. With ``rgb_path`` the RGB array is written
     there (a ``.npy`` file, atomically, filled batch by batch) and returned memory-mapped."""
@@ -342,6 +394,9 @@ def prepare_rgb(ds, column: str, survey: str, max_scaling_images: int = 10_000, 
     images = DatasetImages(ds, column, survey=survey)
     blank_test = BlankTest(blank_rule, survey)
     scaling = compute_scaling(images, bands, max_images=max_scaling_images, blank=blank_test)
+    if stretch not in STRETCHES:
+        raise ImageError(f"{column}: unknown stretch {stretch!r}; one of {sorted(STRETCHES)}")
+    scaling = dataclasses.replace(scaling, stretch=stretch, a=a if stretch in ("asinh", "log") else None)
     log.info("%s %s: RGB scaling %s", column, bands, scaling.as_dict())
     first = next(iter(images), None)
     if first is None:

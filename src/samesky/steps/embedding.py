@@ -82,16 +82,19 @@ def resample_spectra(inputs, outputs, settings):
             "skipped": report.loc[skipped, "object_id"].tolist()}
 
 
-@step(reads=("embedding.scaling_images", "embedding.blank_rule"))
+@step(reads=("embedding.scaling_images", "embedding.blank_rule", "embedding.stretch", "embedding.stretch_a"))
 def prepare_images(inputs, outputs, settings):
     """Side ``settings.survey`` of a pair as 8-bit RGB, once for every model that takes RGB: the dataset-wide
-    percentile scaling, then every image scaled (``outputs.rgb``, memory-mappable) and its row facts."""
+    percentile scaling and the stretch (``embedding.stretch``), then every image scaled (``outputs.rgb``,
+    memory-mappable) and its row facts."""
     from ..embed.images import prepare_rgb, write_objects
 
-    survey = settings["survey"]
-    prepared = prepare_rgb(load_dataset_dir(inputs.dataset), f"{survey}_image", survey,
-                           settings["embedding"]["scaling_images"], rgb_path=outputs.rgb,
-                           blank_rule=settings["embedding"]["blank_rule"])
+    survey, opts = settings["survey"], settings["embedding"]
+    defaults = {"asinh": 0.1, "log": 1000.0}  # astropy's
+    stretch = opts["stretch"]
+    a = opts["stretch_a"] if opts["stretch_a"] is not None else defaults.get(stretch)
+    prepared = prepare_rgb(load_dataset_dir(inputs.dataset), f"{survey}_image", survey, opts["scaling_images"],
+                           rgb_path=outputs.rgb, blank_rule=opts["blank_rule"], stretch=stretch, a=a)
     write_objects(prepared, outputs.objects)
     return {"survey": survey, "n_images": len(prepared.ids), "preprocessing": prepared.metadata()}
 

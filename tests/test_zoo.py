@@ -320,6 +320,15 @@ def test_controls_are_listed_after_their_models_and_reported_apart_in_the_trend_
     assert bootstrap.loc["crossmodal", "comparisons"] == 2 and bootstrap.loc["crossmodal", "significant_up"] == 2
     assert bootstrap.loc["crossmodal: random controls", "inconclusive"] == 1
     assert bootstrap.loc["crossmodal: learned, with a control", "comparisons"] == 1
+    # the trend tests' headline, decided steps, is split the same way (issue 27)
+    from samesky.align.tables import trend_steps
+
+    steps = trend_steps(scores.assign(model_a="m", model_b=scores["family"] + "-" + scores["size"]), 10,
+                        tolerance=0.005)
+    decided = trend_tests(scores, 10, steps.assign(near_tie=False)).set_index("test")
+    assert decided.loc["crossmodal", "decided_up"] == 2  # ViT and DINOv2 up by 0.1
+    assert decided.loc["crossmodal: random controls", ["decided_up", "decided_down", "undecided"]].tolist() == [0, 1, 0]
+    assert decided.loc["crossmodal: learned, with a control", "decided_up"] == 1
 
 
 # What each costs ---------------------------------------------------------------------------------------

@@ -74,3 +74,22 @@ def test_training_nothing_is_refused():
         p.requires_grad_(False)
     with pytest.raises(ValueError, match="every parameter is frozen"):
         train(model, *_images(4), epochs=1, learning_rate=1e-3)
+
+
+def test_attention_maps_are_the_cls_tokens_attention_to_the_patches_in_every_block(tmp_path):
+    from samesky.downstream.attention import attention_figure, attention_maps, top_region, upsample
+
+    backbone = _classifier().backbone.eval()
+    x, labels = _images(3)
+    maps = attention_maps(backbone, x, (SIZE // 4, SIZE // 4))
+    assert maps.shape == (3, LAYERS, 4, 4) and (maps >= 0).all()
+    out = backbone(pixel_values=torch.as_tensor(x), output_attentions=True)  # the eager weights, by hand
+    by_hand = out.attentions[1][:, :, 0, 1:].mean(dim=1).reshape(3, 4, 4).detach().numpy()
+    np.testing.assert_allclose(maps[:, 1], by_hand, rtol=1e-6)
+    assert (maps.sum(axis=(2, 3)) < 1).all()  # the rest of its attention is on itself
+    field = upsample(maps[0, 0], (SIZE, SIZE))
+    assert field.shape == (SIZE, SIZE) and field[0, 0] == maps[0, 0, 0, 0] and field[-1, -1] == maps[0, 0, -1, -1]
+    assert 0.05 < top_region(field).mean() <= 0.3  # about a tenth of the pixels, in whole patches
+    rgb = (np.clip(x.transpose(0, 2, 3, 1), 0, 1) * 255).astype(np.uint8)
+    attention_figure(rgb, maps, [f"class {c}" for c in labels], tmp_path / "attention.pdf")
+    assert (tmp_path / "attention.pdf").stat().st_size > 1000

@@ -4,9 +4,9 @@ conclusions change. For a reviewer's rerun against our published figures, or a r
     python -m samesky.compare RUN_A RUN_B [--spread spread.csv] [--tolerances my.yaml]
 
 RUN_A and RUN_B are results folders (``results/`` of two runs). Every CSV under either is compared; the
-tolerances and conclusions are declared once, in ``samesky/tolerances.yaml`` (docs/reproducibility.md says
-how they were chosen). Exit status 0 when every number is within its tolerance and every conclusion agrees,
-1 otherwise, 2 on bad arguments.
+tolerances and conclusions are declared once, in ``samesky/tolerances.yaml`` (how they were chosen:
+docs/results.md, "On another computer"). Exit status 0 when every number is within its tolerance and every
+conclusion agrees or differs only on a near-tie (named in the report), 1 otherwise, 2 on bad arguments.
 
 How a table is compared (its entry in tolerances.yaml, the first whose pattern matches its path):
 - rows are matched on ``key`` (default: every text column that is not a result), repeated keys in order;
@@ -14,7 +14,7 @@ How a table is compared (its entry in tolerances.yaml, the first whose pattern m
 - each number against ``columns[name]`` (an absolute tolerance; ``exact`` columns 0) or the entry's
   ``default``; text columns must be equal; ``ignore`` columns are not compared (times, free text);
 - ``conclusions`` name what a reader concludes from the table (a p-value under alpha, an interval clear of
-  0, a count, the best of a group within a tolerance): these must agree exactly.
+  0, a count, the best of a group within a tolerance): these must agree, or differ only on a near-tie.
 """
 
 from __future__ import annotations
@@ -220,8 +220,9 @@ def compare_tables(a: pd.DataFrame, b: pd.DataFrame, entry: Entry, path: str = "
             diff = np.where(np.isnan(diff), math.inf, diff)  # a number in one run, NaN in the other
             result.largest[column] = float(diff.max()) if len(diff) else 0.0
             tol = entry.tolerances(column, rows_a)
-            if len(diff):
-                result.ratio[column] = float(np.max(np.where(tol > 0, diff / np.where(tol > 0, tol, 1), np.where(diff > 0, math.inf, 0.0))))
+            if len(diff):  # a difference over a zero tolerance is infinitely beyond it
+                ratio = np.divide(diff, tol, out=np.where(diff > 0, math.inf, 0.0), where=tol > 0)
+                result.ratio[column] = float(ratio.max())
             for i in np.flatnonzero(diff > tol + 1e-12):
                 result.beyond.append((_row_name(common[i], key), column, _plain(va.iloc[i]), _plain(vb.iloc[i]),
                                       float(diff[i]), float(tol[i])))
@@ -295,13 +296,12 @@ def spread_table(results: list[TableResult]) -> pd.DataFrame:
 
 def report(results: list[TableResult], limit: int = 10) -> str:
     lines = []
-    ok = [r for r in results if r.ok]
+    agree = [r for r in results if r.ok and r.status == "compared"]
     bad = [r for r in results if not r.ok]
-    identical = sum(1 for r in ok if all(v in (0.0, "same") for v in r.largest.values()))
     skipped = [r for r in results if r.status == "not compared"]
-    identical -= len(skipped)
-    lines.append(f"{len(results)} tables: {len(ok) - len(skipped)} agree ({identical} identical, "
-                 f"{len(ok) - len(skipped) - identical} within tolerance), {len(bad)} differ, {len(skipped)} not compared")
+    identical = sum(1 for r in agree if all(v in (0.0, "same") for v in r.largest.values()))
+    lines.append(f"{len(results)} tables: {len(agree)} agree ({identical} identical, {len(agree) - identical} within "
+                 f"tolerance), {len(bad)} differ, {len(skipped)} not compared")
     for r in skipped:
         lines.append(f"  not compared: {r.path} ({r.entry.why})")
     for r in results:

@@ -72,8 +72,8 @@ def record(config: dict, step: str, upstream=(), datasets: dict | None = None, m
 
 
 def machine() -> dict:
-    """What a result's last bits depend on beyond the versions (docs/reproducibility.md): the CPU, torch's
-    kernel set where the job loaded torch (``ATEN_CPU_CAPABILITY`` overrides it), and the thread settings."""
+    """What a result's last bits depend on beyond the versions (docs/results.md, "On another computer"): the
+    CPU, torch's kernel set where the job loaded torch (``ATEN_CPU_CAPABILITY`` overrides it), the threads."""
     import os
     import sys
 

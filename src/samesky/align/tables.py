@@ -65,10 +65,11 @@ def trend_tests(scores: pd.DataFrame, k: int, steps: pd.DataFrame | None = None)
                    (": random controls", controls)]
     rows = []
     for suffix, members in groups:
-        rows += _trend_rows(scores[scores["family"].isin(members)], k, suffix)
+        group = _trend_rows(scores[scores["family"].isin(members)], k, suffix)
         if steps is not None:
-            for row in rows[-3:]:
+            for row in group:
                 row.update(_decided(steps, row["test"].removesuffix(suffix), members))
+        rows += group
     return pd.DataFrame(rows)
 
 

@@ -169,3 +169,17 @@ def test_zscale_takes_each_images_own_interval_from_its_good_pixels():
             np.testing.assert_allclose(ours[i, c][good], np.clip((flux[i, c][good] - vmin) / (vmax - vmin), 0, 1),
                                        rtol=1e-5, atol=1e-6)
     assert (ours[0, 0][bad[0, 0]] == 0).all() and 0.3 < ours[1].mean() < 0.7
+
+
+def test_prepare_rgb_records_the_stretch_with_astropys_default_and_refuses_an_unknown_one(mini):
+    from samesky.embed.images import prepare_rgb
+
+    ds = load_dataset(str(mini["hub"] / "jwst"), split="train").select(range(12))
+    plain = prepare_rgb(ds, "image", "jwst", progress=False)
+    asinh = prepare_rgb(ds, "image", "jwst", progress=False, stretch="asinh")
+    assert (plain.scaling.stretch, plain.scaling.a) == ("percentile", None)
+    assert (asinh.scaling.stretch, asinh.scaling.a) == ("asinh", 0.1)  # astropy's AsinhStretch default
+    assert asinh.scaling.low == plain.scaling.low and asinh.rgb.mean() > plain.rgb.mean()  # the faint end lifted
+    assert prepare_rgb(ds, "image", "jwst", progress=False, stretch="log", a=50.0).scaling.a == 50.0
+    with pytest.raises(ImageError, match="image: unknown stretch 'sqrt'"):
+        prepare_rgb(ds, "image", "jwst", progress=False, stretch="sqrt")

@@ -1,6 +1,7 @@
 """The tolerances two runs of the study are compared with (``samesky.compare``), declared once in
-tolerances.yaml beside this file. Only yaml here: the workflow reads a tolerance while it parses
-(a size step within it is a tie: ``suite.metric_trend_tests``)."""
+tolerances.yaml beside this file. Only yaml here (pandas only where a ``rows`` override is evaluated): the
+workflow names the file while it parses, and the trend steps read it (a step within a tolerance of its
+line is a near-tie: ``tables.mark_near_ties``, ``suite.metric_trend_tests``)."""
 
 from __future__ import annotations
 
@@ -85,7 +86,3 @@ def entry_for(relpath: str, entries: list[Entry]) -> Entry:
             return entry
     return Entry(pattern="(none)")
 
-
-def tolerance_of(relpath: str, column: str, path: str | Path | None = None) -> float:
-    """The declared tolerance of one column of one table (``relpath`` inside a results folder)."""
-    return entry_for(relpath, load_entries(path)).tolerance(column)

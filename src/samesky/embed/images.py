@@ -41,6 +41,7 @@ STRETCHES = {
     "log": "the same interval, then astropy's LogStretch(a)",
     "zscale": "each image's own interval per channel, astropy's ZScaleInterval on its good pixels, linear",
 }
+STRETCH_A = {"asinh": 0.1, "log": 1000.0}  # the stretches that take astropy's `a`, with astropy's defaults
 
 
 @dataclass(frozen=True)
@@ -254,7 +255,7 @@ def stretched(flux: np.ndarray, bad: np.ndarray, scaling: Scaling) -> np.ndarray
         low, high = _zscale_limits(flux, bad, low, high)
     flux = np.where(bad, low, flux)
     scaled = np.clip((flux - low) / (high - low), 0.0, 1.0)
-    if scaling.stretch in ("asinh", "log"):
+    if scaling.stretch in STRETCH_A:
         from astropy.visualization import AsinhStretch, LogStretch
 
         stretch = AsinhStretch(scaling.a) if scaling.stretch == "asinh" else LogStretch(scaling.a)
@@ -384,7 +385,8 @@ def prepare_rgb(ds, column: str, survey: str, max_scaling_images: int = 10_000, 
                 progress: bool = True, blank_rule: str = "no_data", stretch: str = "percentile",
                 a: float | None = None) -> PreparedImages:
     """The dataset-wide RGB scaling of ``ds[column]`` and every image turned into 8-bit RGB with it, once
-    per (pair, side), for every model that reads those images. With ``rgb_path`` the RGB array is written
+    per (pair, side), for every model that reads those images. ``stretch`` one of ``STRETCHES``; ``a`` its
+    parameter where it takes one (None: astropy's default, ``STRETCH_A``). With ``rgb_path`` the RGB array is written
     there (a ``.npy`` file, atomically, filled batch by batch) and returned memory-mapped."""
     from tqdm import tqdm
 
@@ -396,7 +398,9 @@ def prepare_rgb(ds, column: str, survey: str, max_scaling_images: int = 10_000, 
     scaling = compute_scaling(images, bands, max_images=max_scaling_images, blank=blank_test)
     if stretch not in STRETCHES:
         raise ImageError(f"{column}: unknown stretch {stretch!r}; one of {sorted(STRETCHES)}")
-    scaling = dataclasses.replace(scaling, stretch=stretch, a=a if stretch in ("asinh", "log") else None)
+    if stretch in STRETCH_A and a is None:
+        a = STRETCH_A[stretch]
+    scaling = dataclasses.replace(scaling, stretch=stretch, a=a if stretch in STRETCH_A else None)
     log.info("%s %s: RGB scaling %s", column, bands, scaling.as_dict())
     first = next(iter(images), None)
     if first is None:

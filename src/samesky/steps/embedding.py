@@ -90,11 +90,9 @@ def prepare_images(inputs, outputs, settings):
     from ..embed.images import prepare_rgb, write_objects
 
     survey, opts = settings["survey"], settings["embedding"]
-    defaults = {"asinh": 0.1, "log": 1000.0}  # astropy's
-    stretch = opts["stretch"]
-    a = opts["stretch_a"] if opts["stretch_a"] is not None else defaults.get(stretch)
     prepared = prepare_rgb(load_dataset_dir(inputs.dataset), f"{survey}_image", survey, opts["scaling_images"],
-                           rgb_path=outputs.rgb, blank_rule=opts["blank_rule"], stretch=stretch, a=a)
+                           rgb_path=outputs.rgb, blank_rule=opts["blank_rule"], stretch=opts["stretch"],
+                           a=opts["stretch_a"])
     write_objects(prepared, outputs.objects)
     return {"survey": survey, "n_images": len(prepared.ids), "preprocessing": prepared.metadata()}
 

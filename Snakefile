@@ -28,6 +28,7 @@ wildcard_constraints:
     model="|".join(MODELS),
     weights="|".join(SHARED_DOWNLOADS),
     survey="[a-z0-9]+",
+    variant="|".join(VARIANTS) or "none",
 
 
 include: "workflow/rules/data.smk"
@@ -50,6 +51,11 @@ if "probes" in config:  # `probes: null` switches them off (the released-embeddi
 if "downstream" in config:  # `downstream: null` switches them off (the released-embeddings preset)
 
     include: "workflow/rules/downstream.smk"
+
+
+if VARIANTS and not RELEASED:  # issue 26: preprocessing as a study axis (config/adaptation.yaml)
+
+    include: "workflow/rules/preprocessing.smk"
 
 
 rule all:

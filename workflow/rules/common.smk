@@ -719,11 +719,93 @@ def downstream_targets():
     return [f"{RESULTS}/tables/{t}" for t in tables] + [f"{RESULTS}/figures/{f}.pdf" for f in figures]
 
 
+# Preprocessing variants (issue 26) --------------------------------------------------------------------
+
+VARIANTS = {v["name"]: v for v in config["preprocessing"]["variants"]}
+
+
+def variant_models(pair=None):
+    """The models a variant changes: those that read the prepared RGB images (a flux or spectrum model
+    reads its own data, the same in every variant)."""
+    return [m for m in embedded_models(pair) if MODELS[m].takes == "rgb"]
+
+
+def variant_path(variant, pair, survey, model):
+    """A variant's embeddings file where the variant changes the model's input, else the run's own."""
+    if model in variant_models() and modality_of(survey) == "image":
+        return f"{RESULTS}/preprocessing/{variant}/embeddings/{model}/{pair}/{survey}.parquet"
+    return embedding_path(pair, survey, model)
+
+
+def variant_images(variant, pair, survey):
+    folder = f"{RESULTS}/preprocessing/{variant}/images/{pair}/{survey}"
+    return {"rgb": f"{folder}/rgb.npy", "objects": f"{folder}/objects.parquet", "provenance": f"{folder}/provenance.json"}
+
+
+def variant_embedding_inputs(wildcards):
+    """The model and one variant's images of every image side it embeds."""
+    inputs = {"model": model_dir(wildcards.model), "images": [], "objects": [], "provenance": [],
+              **learned_model(wildcards.model)}
+    for pair, survey in variant_sides(wildcards):
+        files = variant_images(wildcards.variant, pair, survey)
+        for key, name in (("images", "rgb"), ("objects", "objects"), ("provenance", "provenance")):
+            inputs[key].append(files[name])
+    return inputs
+
+
+def variant_sides(wildcards):
+    return [(p, s) for p, s in model_sides(wildcards.model) if modality_of(s) == "image"]
+
+
+def variant_embedding_sides(wildcards):
+    return [{"pair": p, "survey": s, "specformer_pooling": specformer_pooling_of(p)} for p, s in variant_sides(wildcards)]
+
+
+def variant_pair_files(wildcards):
+    return [{**f, "path": variant_path(wildcards.variant, wildcards.pair, f["survey"], model)}
+            for f, (_, _, model) in zip(pair_embedding_files(wildcards.pair), embedding_jobs(wildcards.pair))]
+
+
+def variant_pair_inputs(wildcards):
+    """A variant's embedding folders of the pair's RGB models, and the run's own of the others."""
+    own = [embedding_dir(m) for m in embedded_models(wildcards.pair) if m not in variant_models()]
+    return {"embeddings": [f"{RESULTS}/preprocessing/{wildcards.variant}/embeddings/{m}"
+                           for m in variant_models(wildcards.pair)] + own}
+
+
+def variant_pair_upstream(wildcards):
+    return [provenance_of(f["path"]) for f in variant_pair_files(wildcards)]
+
+
+def variant_scores(kind):
+    """The run's own alignment files, then each variant's, pair by pair (the order the step splits them)."""
+    own = [f"{RESULTS}/alignment/{pair}/{kind}" for pair in ALIGNED_PAIRS]
+    return own + [f"{RESULTS}/preprocessing/{v}/alignment/{pair}/{kind}" for v in VARIANTS for pair in ALIGNED_PAIRS]
+
+
+def variant_morphology_embeddings():
+    """Every variant's embedding of the morphology pair's reference images, per RGB model."""
+    pair = morphology_pair()
+    reference = pair_surveys(PAIRS[pair], DATASETS)[0]
+    return [{"variant": v, "model": m, "path": variant_path(v, pair, reference, m)}
+            for v in VARIANTS for m in variant_models(pair) if (pair, reference, m) in set(embedding_jobs(pair))]
+
+
+def preprocessing_targets():
+    if not VARIANTS or RELEASED:
+        return []
+    targets = [f"{RESULTS}/tables/preprocessing_alignment.csv", f"{RESULTS}/tables/preprocessing_conclusions.csv",
+               f"{RESULTS}/figures/preprocessing_alignment.pdf"] if ALIGNED_PAIRS else []
+    if "downstream" in config:
+        targets += [f"{RESULTS}/tables/preprocessing_morphology.csv", f"{RESULTS}/figures/preprocessing_morphology.pdf"]
+    return targets
+
+
 def all_targets():
     if RELEASED:  # no data, no crossmatch: the released files, audited, and the alignment on them
         return [f"{RESULTS}/tables/released_audit.csv", f"{RESULTS}/embeddings/summary.csv"] + alignment_targets()
     targets = [f"{RESULTS}/crossmatch/summary.csv", f"{RESULTS}/embeddings/summary.csv"] + alignment_targets()
-    targets += probe_targets() + downstream_targets()
+    targets += probe_targets() + downstream_targets() + preprocessing_targets()
     if uses_mini_universe():
         targets.append(f"{RESULTS}/crossmatch/truth_recovery.csv")
     return targets

@@ -190,3 +190,26 @@ def neighbour_thumbnails(images, image_rows, sample: pd.DataFrame, queries: list
                     spine.set_linewidth(2)
     fig.suptitle(f"queries (red) and their nearest neighbours in {name}", fontsize=7)
     write_figure(path, fig)
+
+
+def f1_by_variant(summary: pd.DataFrame, path) -> None:
+    """Morphology macro F1 (all training labels) per preprocessing variant: one panel per head, one bar
+    group per variant, a bar per model (issue 26: does the preprocessing change what the heads read?)."""
+    plt = _plt()
+    top = summary[summary["label_fraction"] == summary["label_fraction"].max()]
+    heads = [h for h in ("linear", "whitened", "mlp") if h in set(top["head"])]
+    variants = list(dict.fromkeys(top["variant"]))
+    models = list(dict.fromkeys(top["model"]))
+    fig, axes = plt.subplots(1, len(heads), figsize=(4.2 * len(heads), 3.6), squeeze=False, sharey=True)
+    width = 0.8 / max(len(models), 1)
+    for ax, head in zip(axes[0], heads):
+        sub = top[top["head"] == head].set_index(["variant", "model"])
+        for i, model in enumerate(models):
+            values = [sub["macro_f1"].get((v, model), float("nan")) for v in variants]
+            ax.bar([j + i * width for j in range(len(variants))], values, width, label=model)
+        ax.set_xticks([j + width * (len(models) - 1) / 2 for j in range(len(variants))], variants, rotation=30,
+                      fontsize=8)
+        ax.set_title(HEAD_LABELS[head])
+    axes[0][0].set_ylabel("macro F1 (test set, all labels)")
+    axes[0][-1].legend(fontsize=5, ncol=2)
+    write_figure(path, fig)

@@ -68,6 +68,11 @@ class LoadedModel:
         device: the model's own resize and normalisation, on the whole batch."""
         raise TypeError(f"{self.family} does not take RGB images")
 
+    def set_input_size(self, size: int) -> None:
+        """Feed the model ``size`` x ``size`` images instead of its native input (the preprocessing
+        variants' ``size``; seed 003 resizes its cutouts to 320-512 px)."""
+        raise TypeError(f"{self.family} cannot take another input size")
+
     def prepare_flux(self, flux: np.ndarray, survey: str | None = None) -> dict:
         """(B, bands, H, W) flux of one survey in ``flux_bands_for(survey)`` order -> model inputs."""
         raise TypeError(f"{self.family} does not take image flux")
@@ -166,6 +171,11 @@ class AstroPT(LoadedModel):
             for hook in hooks:
                 hook.remove()
         return outputs
+
+    def set_input_size(self, size):
+        if size % self.patch_size:
+            raise ValueError(f"AstroPT patches of {self.patch_size} px do not tile a {size} px image")
+        # AstroPT has no resize of its own: it patches the prepared cutouts at whatever size they are
 
     def prepare_images(self, rgb):
         rgb = torch.as_tensor(rgb)

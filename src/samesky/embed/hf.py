@@ -161,6 +161,7 @@ class HFVisionModel(LoadedModel):
             raise ValueError(f"{spec.name}: config.mask_ratio = {config.mask_ratio}: the model would embed a random "
                              "subset of patches; set config_overrides: {mask_ratio: 0.0}")
         self.patch_size = getattr(getattr(config, "vision_config", config), "patch_size", None)
+        self.forward_options = {}  # extra forward arguments (interpolate_pos_encoding at another input size)
         if spec.pooling == "patch_mean" and not self.patch_size:
             raise ValueError(f"{spec.name}: pooling 'patch_mean' needs a model with patches (config.patch_size)")
 
@@ -187,6 +188,20 @@ class HFVisionModel(LoadedModel):
             return {"pixel_values_videos": pixels.unsqueeze(1).expand(-1, self.spec.frames, -1, -1, -1)}
         return {"pixel_values": pixels}
 
+    def set_input_size(self, size):
+        """Resize every image to ``size`` x ``size`` (the processor's resample, no crop) and let a
+        transformer interpolate its position embeddings to the new grid, where its forward takes
+        ``interpolate_pos_encoding`` (ViT, I-JEPA, ViT-MAE; DINOv2 always interpolates; convolutional
+        models take any size)."""
+        import inspect
+
+        if self.transform is None:
+            raise TypeError(f"{self.spec.name}: a vision-language model's processor sets its own input size")
+        t = self.transform
+        t.do_resize, t.short_edge, t.convnext_pct, t.size, t.crop = True, None, None, (size, size), None
+        if "interpolate_pos_encoding" in inspect.signature(self.model.forward).parameters:
+            self.forward_options = {"interpolate_pos_encoding": True}
+
     @property
     def device(self):
         return next(self.model.parameters()).device
@@ -196,7 +211,7 @@ class HFVisionModel(LoadedModel):
         return next(self.model.parameters()).dtype
 
     def _forward(self, inputs: dict, layers: bool):
-        kwargs = dict(inputs, output_hidden_states=layers or self.is_vlm)
+        kwargs = dict(inputs, output_hidden_states=layers or self.is_vlm, **self.forward_options)
         if self.is_vlm:
             kwargs["use_cache"] = False  # no generation: a 28B model's key-value cache would be GBs for nothing
         if "pixel_values" in inputs and hasattr(self.model.config, "mask_ratio"):

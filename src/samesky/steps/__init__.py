@@ -10,7 +10,7 @@ metric suite, the oracle check, conditional alignment), ``probes`` (property pro
 ``downstream`` (morphology classification, the redshift probe, similarity search). No module is named like a rule, so ``samesky.steps.<rule>`` is the step.
 """
 
-from . import alignment, data, downstream, embedding, matching, metrics, probes  # noqa: F401  (each module registers its steps)
+from . import adaptation, alignment, data, downstream, embedding, matching, metrics, probes  # noqa: F401  (each module registers its steps)
 from .runner import STEPS, Files, Settings, Step, job_log, run_rule, step
 
 __all__ = ["STEPS", "Files", "Settings", "Step", "job_log", "run_rule", "step"]

@@ -44,6 +44,17 @@ def search_neighbours(inputs, outputs, settings):
 def align_pair(inputs, outputs, settings):
     """Every crossmodal and intramodal score of pair ``settings.pair`` (sides ``settings.surveys``; its
     embeddings files ``settings.files``), and each object's overlap at table_k in every comparison."""
+    return _align(outputs, settings)
+
+
+@step(reads=("alignment.k", "alignment.table_k", "alignment.n_permutations", "seed"))
+def align_variant(inputs, outputs, settings):
+    """``align_pair`` on a preprocessing variant's embeddings (its image models' files; the spectra's
+    own): the same comparisons, seeds and permutations as the run's own, so only the pixels differ."""
+    return {**_align(outputs, settings), "variant": settings["variant"]}
+
+
+def _align(outputs, settings):
     from ..align.scores import align_pair as pair_scores
     from ..io import write_parquet
 

@@ -5,6 +5,7 @@ loaded once, and list every embeddings file."""
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from ..io import layers_path, load_dataset_dir, read_embeddings, save_dataset, write_csv, write_embeddings
@@ -97,11 +98,69 @@ def prepare_images(inputs, outputs, settings):
     return {"survey": survey, "n_images": len(prepared.ids), "preprocessing": prepared.metadata()}
 
 
+@step(reads=("embedding.scaling_images", "embedding.blank_rule", "preprocessing.crop"))
+def prepare_variant_images(inputs, outputs, settings):
+    """Side ``settings.survey`` of a pair prepared as preprocessing variant ``settings.variant`` (issue 26):
+    its stretch, then (``size``, ``crop``) samesky.embed.geometry on the 8-bit cutouts, batch by batch into
+    a memory map, so a paper-sized side never sits in memory whole."""
+    import numpy as np
+
+    from ..embed import geometry
+    from ..embed.images import prepare_rgb, write_objects
+    from ..io import atomic_path
+
+    survey, opts, variant = settings["survey"], settings["embedding"], settings["variant"]
+    geometric = bool(variant["size"] or variant["crop"])
+    stretched_path = f"{outputs.rgb}.stretched.npy" if geometric else outputs.rgb
+    prepared = prepare_rgb(load_dataset_dir(inputs.dataset), f"{survey}_image", survey, opts["scaling_images"],
+                           rgb_path=stretched_path, blank_rule=opts["blank_rule"], stretch=variant["stretch"],
+                           a=variant["stretch_a"])
+    facts = {"variant": variant, "survey": survey, "n_images": len(prepared.ids)}
+    if geometric:
+        crop = settings["preprocessing"]["crop"]
+        n, h, w, _ = prepared.rgb.shape
+        size = (variant["size"], variant["size"]) if variant["size"] else (h, w)
+        half, uncropped = np.full(n, h / 2.0), np.zeros(n, bool)
+        with atomic_path(outputs.rgb) as tmp:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, *size, 3))
+            for start in range(0, n, 512):
+                chunk = np.asarray(prepared.rgb[start:start + 512])
+                if variant["crop"]:
+                    result = geometry.close_crop(chunk, crop["extent"], crop["min_size"], crop["nsigma"],
+                                                 crop["npixels"], skip=prepared.blank[start:start + 512])
+                    chunk = result.rgb
+                    half[start:start + len(chunk)], uncropped[start:start + len(chunk)] = result.half_size, result.uncropped
+                out[start:start + len(chunk)] = geometry.resize(chunk, variant["size"]) if variant["size"] else chunk
+            out.flush()
+            del out
+        del prepared.rgb
+        os.remove(stretched_path)
+        prepared.rgb = np.load(outputs.rgb, mmap_mode="r")
+        if variant["crop"]:
+            kept = ~prepared.blank & ~uncropped
+            facts["crop"] = {**crop, "uncropped": int(uncropped[~prepared.blank].sum()),
+                             "half_size_px_median": float(np.median(half[kept])) if kept.any() else None}
+            log.info("%s: close crop, median half side %s px; %d images without a segment under the centre kept "
+                     "whole", survey, facts["crop"]["half_size_px_median"], facts["crop"]["uncropped"])
+    write_objects(prepared, outputs.objects)
+    return {**facts, "preprocessing": prepared.metadata()}
+
+
 @step(reads=("embedding",), records=True)
 def embed(inputs, outputs, settings, record):
     """Every side ``settings.sides`` of one model ``settings.spec``, the model loaded once: from the prepared
     RGB images (``inputs.images``, ``inputs.objects``) or the pair datasets (``inputs.datasets``: image
     flux, spectra), each written with its record into the model's folder ``outputs.embeddings``."""
+    _embed(inputs, outputs, settings, record)
+
+
+@step(reads=("embedding",), records=True)
+def embed_variant(inputs, outputs, settings, record):
+    """``embed`` on one preprocessing variant's images (``settings.variant``), at its input size."""
+    _embed(inputs, outputs, settings, record, variant=settings["variant"])
+
+
+def _embed(inputs, outputs, settings, record, variant=None):
     from pathlib import Path
 
     from ..embed.images import read_prepared
@@ -112,6 +171,8 @@ def embed(inputs, outputs, settings, record):
     opts, spec = settings["embedding"], settings["spec"]
     device = pick_device(opts["device"])
     model = load_model(inputs.model, spec, device=device)
+    if variant and variant["size"]:
+        model.set_input_size(variant["size"])
     layered = settings["write_layers"] and len(model.layer_names()) > 1
     if spec.adapter == "astropt":
         model.transposed = opts["astropt_input"] == "transposed"
@@ -145,6 +206,7 @@ def embed(inputs, outputs, settings, record):
                 "run": {"device": str(device), "bf16": bool(opts["bf16"] and device.type == "cuda"),
                         **({"astropt_input": opts["astropt_input"]} if spec.adapter == "astropt" else {}),
                         "batch_size": opts["batch_size"], "seconds": round(seconds, 3)},
+                **({"preprocessing_variant": variant} if variant else {}),
                 **meta,
             }
             path = Path(folder) / pair / f"{survey}.parquet"

@@ -25,7 +25,7 @@ include: "workflow/rules/common.smk"
 wildcard_constraints:
     dataset="|".join(DATASETS),
     pair="|".join(PAIRS),
-    model="|".join(MODELS),
+    model="|".join({**MODELS, **ADAPTED}),
     weights="|".join(SHARED_DOWNLOADS),
     survey="[a-z0-9]+",
     variant="|".join(VARIANTS) or "none",
@@ -51,6 +51,7 @@ if "probes" in config:  # `probes: null` switches them off (the released-embeddi
 if "downstream" in config:  # `downstream: null` switches them off (the released-embeddings preset)
 
     include: "workflow/rules/downstream.smk"
+    include: "workflow/rules/adaptation.smk"
 
 
 if VARIANTS and not RELEASED:  # issue 26: preprocessing as a study axis (config/adaptation.yaml)

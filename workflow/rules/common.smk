@@ -10,7 +10,7 @@ from snakemake.utils import validate
 from samesky.tolerances import TOLERANCES as TOLERANCES_PATH
 from samesky.config import EmbeddingRef, check_config, pair_datasets, pair_surveys
 from samesky.config import embedding_jobs as config_embedding_jobs
-from samesky.registry import specs_of
+from samesky.registry import spec_by_name, specs_of
 from samesky.surveys import modality_of
 from samesky.steps import STEPS
 
@@ -30,6 +30,16 @@ PAIRS = {p["name"]: p for p in config["pairs"]}
 ALIGNED_PAIRS = [name for name, p in PAIRS.items() if p["align"]]  # the rest are for probes only
 MODELS = specs_of(config)  # every model size by name ('dinov2-giant'), each random control after its model
 FAMILY_LABELS = {s.family: s.label for s in MODELS.values() if s.label}  # how tables name each family
+_ADAPT = config["adaptation"]
+# issue 26: models adapted to the morphology task or drawn in the attention figure, the zoo's where the run
+# does not embed them (fetched, never embedded)
+ADAPTED = {name: MODELS.get(name) or spec_by_name(name)
+           for name in dict.fromkeys(_ADAPT["models"] + _ADAPT["scratch"] + _ADAPT["attention"]["models"])}
+
+
+def spec_of(model):
+    """A model's spec: the run's, else an adapted model's."""
+    return MODELS.get(model) or ADAPTED[model]
 RESAMPLED_SURVEYS = ("sdss",)  # spectra that Specformer sees only after resampling onto the DESI grid
 
 
@@ -138,7 +148,7 @@ def crossmatched_pairs():
 def pretraining_of(model):
     """The mini Specformer's pre-training settings, or None where the model is used as made or released."""
     pre = config.get("mini_specformer_pretraining")  # an optional section: None where absent
-    spec = MODELS[model]
+    spec = spec_of(model)
     if config["model_weights"] != "mini" or spec.adapter != "specformer" or spec.is_control or not pre or pre["steps"] == 0:
         return None
     return pre
@@ -161,7 +171,7 @@ def pretraining_inputs(wildcards):
 
 
 def model_spec(wildcards):
-    return MODELS[wildcards.model]
+    return spec_of(wildcards.model)
 
 
 def _shared_downloads():
@@ -181,13 +191,13 @@ SHARED_DOWNLOADS = _shared_downloads()
 
 def learned_model(model):
     """A random control's learned model folder, whose configuration gives its architecture ({} otherwise)."""
-    control_of = MODELS[model].control_of
+    control_of = spec_of(model).control_of
     return {"learned": model_dir(control_of)} if control_of else {}
 
 
 def fetch_model_inputs(wildcards):
     """The shared download a model's folder points into, where it has one; a random control's learned model."""
-    if MODELS[wildcards.model].control_of:
+    if spec_of(wildcards.model).control_of:
         return learned_model(wildcards.model)
     for folder, names in SHARED_DOWNLOADS.items():
         if wildcards.model in names:
@@ -801,11 +811,43 @@ def preprocessing_targets():
     return targets
 
 
+# Adaptation (issue 26) -----------------------------------------------------------------------------------
+
+
+def adaptation_methods(model):
+    """What rule fine_tune does with one model: adaptation.methods where it is listed in models, scratch where
+    it is listed in scratch."""
+    methods = list(_ADAPT["methods"]) if model in _ADAPT["models"] else []
+    return methods + (["scratch"] if model in _ADAPT["scratch"] else [])
+
+
+def fine_tune_inputs(wildcards):
+    sample, images = f"{RESULTS}/downstream/morphology_sample.parquet", morphology_images()
+    return {"model": model_dir(wildcards.model), "sample": sample, "images": images["rgb"],
+            "image_objects": images["objects"], "provenance": [provenance_of(sample), images["provenance"]]}
+
+
+def adapted_models():
+    return [m for m in ADAPTED if adaptation_methods(m)]
+
+
+def adaptation_targets():
+    if "downstream" not in config or RELEASED:
+        return []
+    targets = []
+    if adapted_models():
+        targets += [f"{RESULTS}/tables/adaptation_f1.csv", f"{RESULTS}/figures/adaptation_f1.pdf",
+                    f"{RESULTS}/figures/adaptation_per_class.pdf"]
+    targets += [f"{RESULTS}/figures/attention_{m}.pdf" for m in _ADAPT["attention"]["models"]]
+    return targets
+
+
 def all_targets():
     if RELEASED:  # no data, no crossmatch: the released files, audited, and the alignment on them
         return [f"{RESULTS}/tables/released_audit.csv", f"{RESULTS}/embeddings/summary.csv"] + alignment_targets()
     targets = [f"{RESULTS}/crossmatch/summary.csv", f"{RESULTS}/embeddings/summary.csv"] + alignment_targets()
     targets += probe_targets() + downstream_targets() + preprocessing_targets()
+    targets += adaptation_targets()
     if uses_mini_universe():
         targets.append(f"{RESULTS}/crossmatch/truth_recovery.csv")
     return targets

@@ -128,7 +128,22 @@ def scores(y_true, y_pred, classes) -> dict:
     return out
 
 
-def run_protocol(labels: np.ndarray, is_test: np.ndarray, fractions, seeds, fits: dict, classes) -> pd.DataFrame:
+def detailed_scores(y_true, y_pred, classes) -> dict:
+    """``scores`` plus each class's precision and recall (seed 003's Fig. 4 and appendix B)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    out = scores(y_true, y_pred, classes)
+    present = [c for c in classes if c in set(y_true)]
+    precision, recall, _, _ = precision_recall_fscore_support(y_true, y_pred, labels=present, zero_division=0)
+    for c in classes:
+        i = present.index(c) if c in present else None
+        out[f"precision_{c}"] = float(precision[i]) if i is not None else float("nan")
+        out[f"recall_{c}"] = float(recall[i]) if i is not None else float("nan")
+    return out
+
+
+def run_protocol(labels: np.ndarray, is_test: np.ndarray, fractions, seeds, fits: dict, classes,
+                 scorer=scores) -> pd.DataFrame:
     """Seed 003's loop: for every seed and label fraction, each ``fits[name](train_rows, seed)`` (which
     returns its predictions for the test objects) is scored on the fixed test set; one row per (name,
     fraction, seed)."""
@@ -141,7 +156,7 @@ def run_protocol(labels: np.ndarray, is_test: np.ndarray, fractions, seeds, fits
             idx = train[subset]
             for name, fit in fits.items():
                 rows.append({"head": name, "label_fraction": fraction, "seed": seed, "n_train": len(idx),
-                             "n_test": int(is_test.sum()), **scores(y_test, fit(idx, seed), classes)})
+                             "n_test": int(is_test.sum()), **scorer(y_test, fit(idx, seed), classes)})
     return pd.DataFrame(rows)
 
 

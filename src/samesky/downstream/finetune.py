@@ -3,8 +3,8 @@ head on the backbone's pooled output, trained with the backbone fine-tuned whole
 then everything unfrozen) or through LoRA adapters (peft: low-rank updates on chosen modules, the rest
 frozen). The frozen heads of ``classify`` are the third way, on embeddings already written.
 
-Not wired into the workflow yet (issue 26): these are the pieces its rules will call, tested on a small
-transformers ViT.
+Rule ``fine_tune`` (samesky.steps.adaptation) runs them on the morphology task at every label fraction and
+seed; tested on a small transformers ViT.
 """
 
 from __future__ import annotations
@@ -22,15 +22,17 @@ class Classifier(torch.nn.Module):
     ``pooling``: "cls" (the first token of last_hidden_state), "mean" (the mean token), or "pooler" (the
     model's pooler_output, flattened: ResNet's global average pool)."""
 
-    def __init__(self, backbone, n_features: int, n_classes: int, pooling: str = "cls"):
+    def __init__(self, backbone, n_features: int, n_classes: int, pooling="cls"):
         super().__init__()
-        if pooling not in ("cls", "mean", "pooler"):
-            raise ValueError(f"pooling {pooling!r}: one of cls, mean, pooler")
+        if not callable(pooling) and pooling not in ("cls", "mean", "pooler"):
+            raise ValueError(f"pooling {pooling!r}: one of cls, mean, pooler, or a function (output, pixels) -> (B, D)")
         self.backbone, self.pooling = backbone, pooling
         self.head = torch.nn.Linear(n_features, n_classes)
 
     def features(self, pixel_values):
         out = self.backbone(pixel_values=pixel_values)
+        if callable(self.pooling):  # the embedding's own pooling (samesky.embed.hf), so frozen = embedded
+            return self.pooling(out, pixel_values)
         if self.pooling == "pooler":
             return out.pooler_output.flatten(1)
         hidden = out.last_hidden_state
@@ -78,6 +80,7 @@ def train(model, images: np.ndarray, labels: np.ndarray, epochs: int, learning_r
     if not params:
         raise ValueError("nothing to train: every parameter is frozen")
     generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # dropout (LoRA's) draws from the global generator
     optimiser = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
     weight = torch.as_tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
     loss_fn = torch.nn.CrossEntropyLoss(weight=weight)

@@ -13,6 +13,7 @@ the galaxy, applied to prepared 8-bit RGB cutouts (after the stretch), so every 
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,12 +36,15 @@ def galaxy_extent(image: np.ndarray, nsigma: float = 3.0, npixels: int = 5) -> f
     the centre lies in no segment (a blank or very faint cutout)."""
     from astropy.stats import sigma_clipped_stats
     from photutils.segmentation import SourceCatalog, detect_sources
+    from photutils.utils.exceptions import NoDetectionsWarning
 
     data = image.astype(np.float64).mean(axis=2)
     _, median, std = sigma_clipped_stats(data, sigma=3.0)
     if not std > 0:
         return None
-    segments = detect_sources(data - median, nsigma * std, n_pixels=npixels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoDetectionsWarning)  # a blank cutout: counted by close_crop, not warned per image
+        segments = detect_sources(data - median, nsigma * std, n_pixels=npixels)
     if segments is None:
         return None
     h, w = data.shape

@@ -76,7 +76,8 @@ def test_every_key_a_step_reads_is_defined_in_the_schema_with_its_default(repo):
 
 def test_every_rule_has_its_step(repo):
     rules = set()
-    for extra in ([], ["--configfile", "config/released.yaml"]):  # the released preset's rules replace `embed`
+    # the released preset's rules replace `embed`; the adaptation preset's preprocessing rules exist with variants
+    for extra in ([], ["--configfile", "config/released.yaml"], ["--configfile", "config/adaptation.yaml"]):
         out = subprocess.run([sys.executable, "-m", "snakemake", "--list-rules", *extra], cwd=repo,
                              capture_output=True, text=True, check=True).stdout
         rules |= {line.split()[0] for line in out.splitlines() if line.strip() and line.split()[0] != "all"}

@@ -751,3 +751,69 @@ def test_the_slurm_profile_runs_the_workflow_on_a_real_slurm_with_the_same_table
             os.kill(pid, 0)
     assert not os.path.lexists("/etc/slurm/slurm.conf") or os.path.realpath("/etc/slurm/slurm.conf") != str(
         cluster / "slurm.conf"), "the config link is removed"
+
+
+def test_dry_run_of_the_adaptation_preset_prepares_each_variants_images_once_for_every_model(workdir):
+    """config/adaptation.yaml on the embedded default: one preparation job per (variant, pair, image side),
+    whose images every RGB model's embedding job of that variant reads; each variant's pairs aligned once."""
+    import yaml
+
+    out = _snakemake(["-n", "--configfile", "config/adaptation.yaml"], workdir)
+    counts = _job_counts(out)
+    with open(workdir / "config" / "adaptation.yaml") as fh:
+        preset = yaml.safe_load(fh)
+    variants = [v["name"] for v in preset["preprocessing"]["variants"]]
+    assert counts["prepare_variant_images"] == 6 * len(variants)  # HSC in 4 pairs, JWST, Legacy
+    assert counts["embed_variant"] == 16 * len(variants) and counts["align_variant"] == 4 * len(variants)
+    assert counts["fine_tune"] == len(set(preset["adaptation"]["models"]) | set(preset["adaptation"]["scratch"]))
+    assert counts["attention_maps"] == len(preset["adaptation"]["attention"]["models"])
+    jobs = out.split("\nrule ")  # each job's block: its inputs and outputs
+    shared = f"results/preprocessing/{variants[0]}/images/desi_hsc/hsc/rgb.npy"
+    readers = [j for j in jobs if j.startswith("embed_variant") and shared in j.split("output:")[0]]
+    makers = [j for j in jobs if j.startswith("prepare_variant_images") and shared in j.split("output:")[1]]
+    assert len(makers) == 1 and len(readers) == 16  # prepared once, read by every RGB model
+    assert "embed:" not in out.split("Job stats:")[1].split("total")[0]  # the run's own embeddings are reused
+
+
+@pytest.mark.workflow
+def test_the_adaptation_preset_runs_on_the_test_config(finished, tmp_path):
+    """tests/config/adaptation.yaml over the finished test run: a variant with every preprocessing path, a
+    backbone frozen / fine-tuned / LoRA-adapted, an architecture from scratch and an attention figure; the
+    run's own results are read, not recomputed."""
+    work = _copy_of(finished, tmp_path / "adaptation")
+    configs = [*TEST_RUN, "tests/config/adaptation.yaml"]
+    counts = _job_counts(_snakemake(["--cores", "2", *configs], work))
+    assert "embed" not in counts and "align_pair" not in counts and counts["embed_variant"] == 3
+    tables = work / "results" / "tables"
+    conclusions = pd.read_csv(tables / "preprocessing_conclusions.csv")
+    assert set(conclusions["variant"]) == {"default", "zscale_crop96"}
+    assert conclusions.loc[conclusions["variant"] == "default", "same_as_default"].all()
+    scores = pd.read_csv(tables / "preprocessing_alignment.csv")
+    own = pd.read_csv(finished / "results" / "alignment" / "desi_hsc" / "scores.csv")
+    own = own[own["k"] == 10].set_index(["kind", "model_a", "model_b"])["mknn"]
+    default = scores[(scores["variant"] == "default") & (scores["pair"] == "desi_hsc")]
+    assert np.allclose(default.set_index(["kind", "model_a", "model_b"])["mknn"].sort_index(), own.sort_index())
+    variant = scores[scores["variant"] == "zscale_crop96"]
+    assert len(variant) == len(scores[scores["variant"] == "default"]) and (variant["delta_mknn"] != 0).any()
+    record = json.loads((work / "results" / "preprocessing" / "zscale_crop96" / "embeddings" / "vit-base" /
+                         "desi_hsc" / "hsc.provenance.json").read_text())
+    assert record["run"]["preprocessing_variant"]["size"] == 96
+    assert np.load(work / "results" / "preprocessing" / "zscale_crop96" / "images" / "desi_hsc" / "hsc" / "rgb.npy",
+                   mmap_mode="r").shape[1:] == (96, 96, 3)
+    morphology = pd.read_csv(tables / "preprocessing_morphology.csv")
+    assert set(morphology["variant"]) == {"default", "zscale_crop96"}
+    adaptation = pd.read_csv(tables / "adaptation_f1.csv")
+    methods = set(zip(adaptation["model"], adaptation["method"]))
+    assert {("vit-base", "frozen"), ("vit-base", "full"), ("vit-base", "lora"), ("resnet-18", "scratch"),
+            ("cnn-scratch", "scratch")} <= methods
+    lora = adaptation[adaptation["method"] == "lora"].iloc[0]
+    assert 0 < lora["params_fraction"] < 0.2 and lora["params_trainable"] < lora["params_total"]
+    full = adaptation[adaptation["method"] == "full"].iloc[0]
+    assert full["params_fraction"] == 1.0
+    runs = pd.read_csv(tables / "adaptation_f1_runs.csv")
+    assert {"precision_smooth_round", "recall_smooth_round", "f1_smooth_round"} <= set(runs.columns)
+    figures = work / "results" / "figures"
+    for name in ("adaptation_f1", "adaptation_per_class", "attention_vit-base", "preprocessing_alignment",
+                 "preprocessing_morphology"):
+        assert (figures / f"{name}.pdf").stat().st_size > 1000
+    assert "Nothing to be done" in _snakemake(["--cores", "2", *configs], work)

@@ -764,7 +764,9 @@ def variant_embedding_inputs(wildcards):
 
 
 def variant_sides(wildcards):
-    return [(p, s) for p, s in model_sides(wildcards.model) if modality_of(s) == "image"]
+    """The image sides a variant's embedding job reads: those aligned or classified (not probe-only pairs)."""
+    used = set(ALIGNED_PAIRS) | ({morphology_pair()} if "downstream" in config else set())
+    return [(p, s) for p, s in model_sides(wildcards.model) if modality_of(s) == "image" and p in used]
 
 
 def variant_embedding_sides(wildcards):

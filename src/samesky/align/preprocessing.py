@@ -31,7 +31,7 @@ def scores_table(scores: dict[str, pd.DataFrame], k: int) -> pd.DataFrame:
     rows = []
     for variant, frame in scores.items():
         at_k = frame[frame["k"] == k].set_index(keys)[["mknn", "null_mean", "p_value"]]
-        at_k = at_k.join(base, rsuffix="_default", how="left")
+        at_k = at_k.join(base.add_suffix("_default"), how="left")
         at_k["delta_mknn"] = at_k["mknn"] - at_k["mknn_default"]
         rows.append(at_k.reset_index().assign(variant=variant, k=k))
     out = pd.concat(rows, ignore_index=True)

@@ -7,7 +7,9 @@ Snakemake, a step runs as ``samesky.steps.<rule>.run(inputs, outputs, settings, 
 Stages, in DAG order: ``data`` (mini universe, downloads), ``matching`` (crossmatch), ``embedding``
 (models, spectra, images, embeddings), ``alignment`` (scores, tables, size curves), ``metrics`` (the
 metric suite, the oracle check, conditional alignment), ``probes`` (property probes and analyses) and
-``downstream`` (morphology classification, the redshift probe, similarity search). No module is named like a rule, so ``samesky.steps.<rule>`` is the step.
+``downstream`` (morphology classification, the redshift probe, similarity search), ``adaptation`` (seed 003's
+preprocessing variants, fine-tuning and attention maps; the variants' own preparation, embedding and
+alignment steps sit beside the run's in ``embedding`` and ``alignment``). No module is named like a rule, so ``samesky.steps.<rule>`` is the step.
 """
 
 from . import adaptation, alignment, data, downstream, embedding, matching, metrics, probes  # noqa: F401  (each module registers its steps)

@@ -804,8 +804,8 @@ def test_the_adaptation_preset_runs_on_the_test_config(finished, tmp_path):
     assert set(morphology["variant"]) == {"default", "zscale_crop96"}
     adaptation = pd.read_csv(tables / "adaptation_f1.csv")
     methods = set(zip(adaptation["model"], adaptation["method"]))
-    assert {("vit-base", "frozen"), ("vit-base", "full"), ("vit-base", "lora"), ("resnet-18", "scratch"),
-            ("cnn-scratch", "scratch")} <= methods
+    assert {("vit-base", "frozen"), ("vit-base", "full"), ("vit-base", "lora"), ("resnet-18", "lora"),
+            ("resnet-18", "scratch"), ("cnn-scratch", "scratch")} <= methods
     lora = adaptation[adaptation["method"] == "lora"].iloc[0]
     assert 0 < lora["params_fraction"] < 0.2 and lora["params_trainable"] < lora["params_total"]
     full = adaptation[adaptation["method"] == "full"].iloc[0]

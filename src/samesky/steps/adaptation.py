@@ -47,20 +47,12 @@ def preprocessing_morphology(inputs, outputs, settings):
     morphology summary); the mean macro F1 per variant, head and label fraction, and the figure."""
     import pandas as pd
 
-    from ..downstream import classify, figures, labels
-    from .downstream import _aligned, _one_thread
+    from ..downstream import figures
+    from .downstream import heads_on
 
-    opts = settings["downstream"]["morphology"]
     sample = pd.read_parquet(inputs.sample)
-    is_test = (sample["split"] == "test").to_numpy()
-    parts = []
-    with _one_thread():
-        for entry in settings["embeddings"]:
-            x = _aligned(entry["path"], sample["object_id"].astype(str).tolist())
-            runs = classify.classify_embedding(x, sample["label"].to_numpy(), is_test, opts["label_fractions"],
-                                               opts["seeds"], opts["heads"], labels.CLASSES)
-            parts.append(runs.assign(variant=entry["variant"], model=entry["model"]))
-    runs = pd.concat(parts, ignore_index=True)
+    runs = pd.concat(heads_on(sample, settings["embeddings"], settings["downstream"]["morphology"],
+                              ("variant", "model")), ignore_index=True)
     summary = runs.groupby(["variant", "model", "head", "label_fraction"], sort=False).agg(
         macro_f1=("macro_f1", "mean"), macro_f1_std=("macro_f1", "std"), seeds=("seed", "nunique")).reset_index()
     default = pd.read_csv(inputs.default)
@@ -98,7 +90,7 @@ def fine_tune(inputs, outputs, settings):
 
     from ..downstream import classify, finetune, labels
     from ..embed.models import load_model
-    from .downstream import _image_rows, _one_thread
+    from .downstream import _one_thread, sample_cutouts
 
     opts, spec = settings["adaptation"], settings["spec"]
     fractions = opts["label_fractions"] or settings["downstream"]["morphology"]["label_fractions"]
@@ -109,11 +101,7 @@ def fine_tune(inputs, outputs, settings):
         raise ValueError(f"{spec.name}: pooling '{spec.pooling}' is not a backbone output this rule fine-tunes "
                          f"(one of {FINE_TUNE_POOLINGS}); leave it out of adaptation.models")
     sample = pd.read_parquet(inputs.sample)
-    rows = _image_rows(inputs.image_objects, sample["object_id"])
-    if np.isnan(rows).any():
-        raise ValueError(f"{inputs.image_objects}: {int(np.isnan(rows).sum())} objects of the morphology sample have "
-                         "no prepared image")
-    rgb = np.load(inputs.images, mmap_mode="r")[rows.astype(np.int64)]
+    rgb = sample_cutouts(inputs, sample)
     loaded = load_model(inputs.model, spec, device="cpu")
     if not hasattr(loaded, "transform") or loaded.transform is None:
         raise ValueError(f"{spec.name}: not a transformers vision model with an image processor")

@@ -38,6 +38,18 @@ def _select(path, file_ids, emb, ids):
     return emb[np.array([where[str(i)] for i in ids], dtype=np.int64)]
 
 
+def sample_cutouts(inputs, sample):
+    """The prepared RGB cutouts (``inputs.images``, rows as ``inputs.image_objects``) of the morphology
+    sample's objects, in its order; an error names the file where an object has none."""
+    import numpy as np
+
+    rows = _image_rows(inputs.image_objects, sample["object_id"])
+    if np.isnan(rows).any():
+        raise ValueError(f"{inputs.image_objects}: {int(np.isnan(rows).sum())} objects of the morphology sample have "
+                         "no prepared image")
+    return np.load(inputs.images, mmap_mode="r")[rows.astype(np.int64)]
+
+
 def _image_rows(objects_path, ids):
     """The row of each id in the prepared images (their ``objects.parquet``), NaN where it has none."""
     import numpy as np
@@ -128,7 +140,6 @@ def morphology_sample(inputs, outputs, settings):
 def morphology_supervised(inputs, outputs, settings):
     """Seed 003's supervised baseline: a small CNN trained from scratch on the reference side's cutouts (the
     8-bit RGB images the models see) at each label fraction, scored on the same test set as the heads."""
-    import numpy as np
     import pandas as pd
     import torch
 
@@ -139,11 +150,7 @@ def morphology_supervised(inputs, outputs, settings):
     requested = settings["embedding"]["device"]  # as the embedding jobs read it (embed.run.pick_device, whose
     device = ("cuda" if torch.cuda.is_available() else "cpu") if requested == "auto" else requested  # import is slow)
     sample = pd.read_parquet(inputs.sample)
-    rows = _image_rows(inputs.image_objects, sample["object_id"])
-    if np.isnan(rows).any():
-        raise ValueError(f"{inputs.image_objects}: {int(np.isnan(rows).sum())} objects of the morphology sample have "
-                         "no prepared image")
-    images = np.load(inputs.images, mmap_mode="r")[rows.astype(np.int64)]
+    images = sample_cutouts(inputs, sample)
     y = sample["label"].to_numpy(object)
     is_test = (sample["split"] == "test").to_numpy()
 
@@ -168,22 +175,13 @@ def morphology_classification(inputs, outputs, settings):
     Markdown table and the two figures (F1 against label fraction, F1 against parameters)."""
     import pandas as pd
 
-    from ..downstream import classify, figures, labels, supervised
+    from ..downstream import classify, figures, supervised
     from ..report import caption
 
-    opts = settings["downstream"]["morphology"]
     sample = pd.read_parquet(inputs.sample)
     is_test = (sample["split"] == "test").to_numpy()
-    parts = []
-    with _one_thread():
-        for entry in settings["embeddings"]:
-            x = _aligned(entry["path"], sample["object_id"].astype(str).tolist())
-            runs = classify.classify_embedding(x, sample["label"].to_numpy(), is_test, opts["label_fractions"],
-                                               opts["seeds"], opts["heads"], labels.CLASSES)
-            facts = {k: entry[k] for k in ("survey", "model", "family", "size", "params_m", "modality")}
-            parts.append(runs.assign(**facts))
-            best = runs[runs["head"] != "chance"].groupby("head")["macro_f1"].mean().round(3).to_dict()
-            log.info("%s/%s: mean macro F1 %s", entry["survey"], entry["model"], best)
+    parts = heads_on(sample, settings["embeddings"], settings["downstream"]["morphology"],
+                     ("survey", "model", "family", "size", "params_m", "modality"))
     if "supervised" in inputs:  # seed 003's supervised baseline, trained on the reference side's pixels
         parts.append(pd.read_csv(inputs.supervised).assign(
             survey=settings["images_of"], model="cnn-scratch", family="cnn (supervised)", size="scratch",
@@ -198,6 +196,24 @@ def morphology_classification(inputs, outputs, settings):
     figures.f1_vs_fraction(summary, outputs.fraction_figure)
     figures.f1_vs_params(summary, outputs.params_figure)
     return {"objects": len(sample), "test_objects": int(is_test.sum())}
+
+
+def heads_on(sample, entries, opts, keys) -> list:
+    """Seed 003's protocol (``opts``: downstream.morphology) on each embeddings file of ``entries`` for the
+    morphology ``sample``: one frame of runs per entry, tagged with the entry's ``keys``."""
+    from ..downstream import classify, labels
+
+    is_test = (sample["split"] == "test").to_numpy()
+    parts = []
+    with _one_thread():
+        for entry in entries:
+            x = _aligned(entry["path"], sample["object_id"].astype(str).tolist())
+            runs = classify.classify_embedding(x, sample["label"].to_numpy(), is_test, opts["label_fractions"],
+                                               opts["seeds"], opts["heads"], labels.CLASSES)
+            parts.append(runs.assign(**{k: entry[k] for k in keys}))
+            best = runs[runs["head"] != "chance"].groupby("head")["macro_f1"].mean().round(3).to_dict()
+            log.info("%s: mean macro F1 %s", entry["path"], best)
+    return parts
 
 
 @step(reads=("downstream.redshift.pair", "downstream.redshift.column", "downstream.redshift.test_fraction",

@@ -797,7 +797,7 @@ def test_the_adaptation_preset_runs_on_the_test_config(finished, tmp_path):
     assert len(variant) == len(scores[scores["variant"] == "default"]) and (variant["delta_mknn"] != 0).any()
     record = json.loads((work / "results" / "preprocessing" / "zscale_crop96" / "embeddings" / "vit-base" /
                          "desi_hsc" / "hsc.provenance.json").read_text())
-    assert record["run"]["preprocessing_variant"]["size"] == 96
+    assert record["preprocessing_variant"]["size"] == 96
     assert np.load(work / "results" / "preprocessing" / "zscale_crop96" / "images" / "desi_hsc" / "hsc" / "rgb.npy",
                    mmap_mode="r").shape[1:] == (96, 96, 3)
     morphology = pd.read_csv(tables / "preprocessing_morphology.csv")

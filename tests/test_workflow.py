@@ -479,8 +479,10 @@ def test_every_command_the_readme_shows_runs_what_it_says(finished, repo):
         else:
             _snakemake(args + config + (["-n"] if "-n" not in args else []), workdir)
     # the rebuild table against Snakemake's own account of which rule writes each file
-    # (with config/layers.yaml: the DAG then holds the layer grids too; --summary runs nothing)
-    summary = _snakemake(["--summary", "--configfile", "tests/config/test.yaml", "config/layers.yaml"], workdir)
+    # (with config/layers.yaml and the adaptation preset: the DAG then holds the layer grids and the adaptation
+    # study too; --summary runs nothing)
+    summary = _snakemake(["--summary", "--configfile", "tests/config/test.yaml", "config/layers.yaml",
+                          "tests/config/adaptation.yaml"], workdir)
     writer = dict(line.split("\t")[0:3:2] for line in summary.splitlines() if line.startswith("results/"))
     for target, rule in rebuild.items():
         assert writer.get(target) == rule, (target, rule, writer.get(target))

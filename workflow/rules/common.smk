@@ -817,7 +817,7 @@ def preprocessing_targets():
 
 
 def adaptation_methods(model):
-    """What rule fine_tune does with one model: adaptation.methods where it is listed in models, scratch where
+    """What the fine_tune job of a model does: adaptation.methods where it is listed in models, scratch where
     it is listed in scratch."""
     methods = list(_ADAPT["methods"]) if model in _ADAPT["models"] else []
     return methods + (["scratch"] if model in _ADAPT["scratch"] else [])

@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 
 
 class Classifier(torch.nn.Module):
-    """``backbone`` (a transformers vision model) -> pooled features -> a linear head over ``n_classes``.
+    """``backbone`` (a transformers vision model) -> pooled features -> standardised -> a linear head over
+    ``n_classes``.
     ``pooling``: "cls" (the first token of last_hidden_state), "mean" (the mean token), or "pooler" (the
     model's pooler_output, flattened: ResNet's global average pool)."""
 
@@ -27,6 +28,10 @@ class Classifier(torch.nn.Module):
         if not callable(pooling) and pooling not in ("cls", "mean", "pooler"):
             raise ValueError(f"pooling {pooling!r}: one of cls, mean, pooler, or a function (output, pixels) -> (B, D)")
         self.backbone, self.pooling = backbone, pooling
+        # the pooled features standardised by their batch statistics (running ones in eval), as the frozen
+        # heads standardise theirs: a backbone whose features vary little between images (a random one)
+        # still trains, and the scale stays right while the backbone moves; no parameters of its own
+        self.norm = torch.nn.BatchNorm1d(n_features, affine=False)
         self.head = torch.nn.Linear(n_features, n_classes)
 
     def features(self, pixel_values):
@@ -39,7 +44,7 @@ class Classifier(torch.nn.Module):
         return hidden[:, 0] if self.pooling == "cls" else hidden.mean(dim=1)
 
     def forward(self, pixel_values):
-        return self.head(self.features(pixel_values))
+        return self.head(self.norm(self.features(pixel_values)))
 
 
 def with_lora(classifier: Classifier, rank: int = 8, alpha: float = 16.0, dropout: float = 0.0,

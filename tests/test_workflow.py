@@ -812,6 +812,8 @@ def test_the_adaptation_preset_runs_on_the_test_config(finished, tmp_path):
     assert 0 < lora["params_fraction"] < 0.2 and lora["params_trainable"] < lora["params_total"]
     full = adaptation[adaptation["method"] == "full"].iloc[0]
     assert full["params_fraction"] == 1.0
+    record = json.loads((tables / "adaptation_f1.provenance.json").read_text())  # the models and data behind it
+    assert {"vit-base", "resnet-18"} <= set(record["models"]) and "morphology_catalogue" in record["datasets"]
     runs = pd.read_csv(tables / "adaptation_f1_runs.csv")
     assert {"precision_smooth_round", "recall_smooth_round", "f1_smooth_round"} <= set(runs.columns)
     figures = work / "results" / "figures"

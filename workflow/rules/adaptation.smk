@@ -56,6 +56,7 @@ rule attention_maps:
         sample=f"{RESULTS}/downstream/morphology_sample.parquet",
         images=morphology_images()["rgb"],
         image_objects=morphology_images()["objects"],
+        provenance=[provenance_of(f"{RESULTS}/downstream/morphology_sample.parquet"), morphology_images()["provenance"]],
     output:
         figure=report(f"{RESULTS}/figures/attention_{{model}}.pdf", caption="../report/attention.rst",
                       category="Adaptation"),

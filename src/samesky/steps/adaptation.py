@@ -183,7 +183,10 @@ def fine_tune(inputs, outputs, settings):
     write_csv(outputs.runs, runs)
     log.info("%s macro F1 by method and label fraction:\n%s", spec.name,
              runs.groupby(["method", "head", "label_fraction"])["macro_f1"].mean().unstack().round(3).to_string())
-    return {"device": device, "classes": classes, "parameters": counts}
+    from ..embed.models import model_record, read_manifest
+
+    return {"device": device, "classes": classes, "parameters": counts,
+            "models": {spec.name: model_record(read_manifest(inputs.model), spec, pooling=loaded.pooling_label)}}
 
 
 @step()
@@ -250,4 +253,7 @@ def attention_maps(inputs, outputs, settings):
     maps = maps_of(loaded.model, pixels, (h // patch, w // patch))
     attention_figure(images, maps, labels, outputs.figure, percentile=opts["percentile"],
                      title=f"{spec.name}: CLS attention per block, {opts['percentile']:g}th percentile")
-    return {"examples": labels, "blocks": int(maps.shape[1]), "uncropped": int(cropped.uncropped.sum())}
+    from ..embed.models import model_record, read_manifest
+
+    return {"examples": labels, "blocks": int(maps.shape[1]), "uncropped": int(cropped.uncropped.sum()),
+            "models": {spec.name: model_record(read_manifest(inputs.model), spec, pooling=loaded.pooling_label)}}

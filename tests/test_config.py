@@ -154,6 +154,18 @@ def test_snakemake_stops_before_any_job_on_a_bad_config(repo, tmp_path):
     assert "Job stats" not in proc.stdout
 
 
+@pytest.mark.parametrize("text, message", [
+    ("adaptation: {models: [vit-nope]}\n", "config key adaptation.models: unknown model vit-nope"),
+    ("preprocessing: {variants: [{name: default, stretch: log}]}\n", "config key preprocessing.variants: names must"),
+    ("preprocessing: {variants: [{name: a, crop: true}, {name: a, stretch: log}]}\n", "must be unique")])
+def test_a_bad_adaptation_config_stops_the_dry_run_naming_its_key(repo, tmp_path, text, message):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", str(bad)], cwd=repo,
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and message in proc.stderr + proc.stdout and "Job stats" not in proc.stdout
+
+
 def test_astroclip_encoders_are_refused_on_data_they_do_not_read(repo, paper_config):
     config = copy.deepcopy(paper_config)
     spectra = [{"survey": "desi", "model": "astroclip-spectrum"}, {"survey": "desi", "model": "specformer-base"}]

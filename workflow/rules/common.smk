@@ -8,7 +8,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from samesky.tolerances import TOLERANCES as TOLERANCES_PATH
-from samesky.config import EmbeddingRef, check_config, pair_datasets, pair_surveys
+from samesky.config import ConfigError, EmbeddingRef, check_config, pair_datasets, pair_surveys
 from samesky.config import embedding_jobs as config_embedding_jobs
 from samesky.registry import spec_by_name, specs_of
 from samesky.surveys import modality_of
@@ -33,8 +33,15 @@ FAMILY_LABELS = {s.family: s.label for s in MODELS.values() if s.label}  # how t
 _ADAPT = config["adaptation"]
 # issue 26: models adapted to the morphology task or drawn in the attention figure, the zoo's where the run
 # does not embed them (fetched, never embedded)
-ADAPTED = {name: MODELS.get(name) or spec_by_name(name)
-           for name in dict.fromkeys(_ADAPT["models"] + _ADAPT["scratch"] + _ADAPT["attention"]["models"])}
+def _adapted(key, names):
+    try:
+        return {name: MODELS.get(name) or spec_by_name(name) for name in names}
+    except ConfigError as exc:
+        raise ConfigError(f"config key {key}: {exc}") from None
+
+
+ADAPTED = {**_adapted("adaptation.models", _ADAPT["models"]), **_adapted("adaptation.scratch", _ADAPT["scratch"]),
+           **_adapted("adaptation.attention.models", _ADAPT["attention"]["models"])}
 
 
 def spec_of(model):
@@ -732,6 +739,9 @@ def downstream_targets():
 # Preprocessing variants (issue 26) --------------------------------------------------------------------
 
 VARIANTS = {v["name"]: v for v in config["preprocessing"]["variants"]}
+_names = [v["name"] for v in config["preprocessing"]["variants"]]
+if len(set(_names)) < len(_names) or "default" in _names:  # "default" names the run's own in the tables
+    raise ConfigError(f"config key preprocessing.variants: names must be unique and not 'default', got {_names}")
 
 
 def variant_models(pair=None):

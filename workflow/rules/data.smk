@@ -15,7 +15,7 @@ rule mini_universe:
         f"{RESULTS}/logs/mini_universe.log",
     benchmark:
         f"{RESULTS}/benchmarks/mini_universe.tsv"
-    threads: 1
+    threads: 2  # its surveys rendered side by side (the same files with any number of threads)
     resources:
         mem_mb=4000,
         runtime=30,

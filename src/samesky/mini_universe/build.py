@@ -204,17 +204,21 @@ def write_hub_dataset(make_rows, gen_kwargs: dict, features, folder: Path, descr
         (tmp / "README.md").write_text(f"# {folder.name} (samesky mini universe)\n\n{description}\n")
 
 
-def build_mini_universe(cfg: dict, seed: int, hub_dir: str | Path, truth_path: str | Path) -> pd.DataFrame:
+def build_mini_universe(cfg: dict, seed: int, hub_dir: str | Path, truth_path: str | Path,
+                        workers: int = 1) -> pd.DataFrame:
     """Generate the mini universe: one Hub-layout folder per survey under ``hub_dir`` (plus ``provabgs``,
     a PROVABGS-like catalogue of the DESI-like spectra, and ``galaxy_zoo``, GZD-5-like volunteer votes for
-    the Legacy-like images) and the truth catalogue at ``truth_path``. Returns the truth catalogue."""
+    the Legacy-like images) and the truth catalogue at ``truth_path``. Returns the truth catalogue.
+
+    The surveys are rendered by ``workers`` processes: each survey draws from its own random stream, so the
+    files are the same whatever the number of workers."""
     with atomic_path(hub_dir, is_dir=True) as tmp:
-        truth = _build(cfg, seed, Path(tmp))
+        truth = _build(cfg, seed, Path(tmp), workers)
     write_parquet(truth_path, truth)
     return truth
 
 
-def _build(cfg: dict, seed: int, outdir: Path) -> pd.DataFrame:
+def _build(cfg: dict, seed: int, outdir: Path, workers: int = 1) -> pd.DataFrame:
     pop = make_population(cfg, seed)
     next_id = len(pop)
     observed: dict[str, pd.DataFrame] = {}
@@ -243,6 +247,7 @@ def _build(cfg: dict, seed: int, outdir: Path) -> pd.DataFrame:
             vals = pd.Series(cat[col].to_numpy(), index=cat["galaxy_id"].to_numpy())
             truth[f"{name}_{col[4:]}"] = truth["galaxy_id"].map(vals)
 
+    surveys = []
     for name, cat in observed.items():
         scfg = cfg["surveys"][name]
         rng = survey_rng(seed + 1, name)
@@ -256,7 +261,8 @@ def _build(cfg: dict, seed: int, outdir: Path) -> pd.DataFrame:
             features = spectrum_features()
             text = f"Mini {name} spectra: {len(cat)} spectra on the {scfg['grid']} grid; flux in 1e-17 erg/s/cm2/A."
         kwargs = {"name": name, "scfg": scfg, "cat": cat, "rng": rng}
-        write_hub_dataset(make_rows, kwargs, features, outdir / name, text)
+        surveys.append((make_rows, kwargs, features, outdir / name, text))
+    _render(surveys, workers)
 
     # PROVABGS-like value-added catalogue for the DESI-like spectra, joined on TARGETID
     if "desi" in observed:
@@ -271,6 +277,21 @@ def _build(cfg: dict, seed: int, outdir: Path) -> pd.DataFrame:
         write_parquet_dataset(galaxy_zoo_votes(observed["legacysurvey"], survey_rng(seed + 3, "galaxy_zoo")),
                               outdir / "galaxy_zoo")
     return truth
+
+
+def _render(surveys: list[tuple], workers: int) -> None:
+    """``write_hub_dataset(*args)`` for each survey, the largest first, in ``workers`` processes (rendering
+    is most of the mini universe's time, and surveys are independent)."""
+    surveys = sorted(surveys, key=lambda args: -len(args[1]["cat"]))
+    if workers <= 1 or len(surveys) < 2:
+        for args in surveys:
+            write_hub_dataset(*args)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=min(workers, len(surveys))) as pool:
+        for done in [pool.submit(write_hub_dataset, *args) for args in surveys]:
+            done.result()  # a worker's error is raised here
 
 
 def write_parquet_dataset(frame: pd.DataFrame, folder: Path) -> None:

@@ -16,7 +16,8 @@ def mini_universe(inputs, outputs, settings):
     """Generate the mini universe: one Hub-layout dataset per survey, a PROVABGS-like catalogue, the truth."""
     from ..mini_universe import build_mini_universe
 
-    truth = build_mini_universe(settings["mini_universe"], settings["seed"], outputs.hub, outputs.truth)
+    truth = build_mini_universe(settings["mini_universe"], settings["seed"], outputs.hub, outputs.truth,
+                                workers=settings["threads"])
     return {"n_objects": len(truth)}
 
 

@@ -85,11 +85,15 @@ def _taps(in_size: int, out_size: int, resample: int, device) -> tuple[torch.Ten
 
 def _resample_last(x: torch.Tensor, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """One pass along the last axis, in Pillow's integer arithmetic: the sum of 8-bit values times the
-    fixed-point weights, plus half a unit, shifted down, clipped to 0..255 (clip8)."""
-    out = x[..., index[:, 0]] * weights[:, 0]
-    for k in range(1, index.shape[1]):
-        out += x[..., index[:, k]] * weights[:, k]
-    return torch.clamp((out + (1 << (PRECISION_BITS - 1))) >> PRECISION_BITS, 0, 255)
+    fixed-point weights, plus half a unit, shifted down, clipped to 0..255 (clip8).
+
+    The sums are one matrix product in float64, which holds them exactly (every product and partial sum
+    is an integer below 2**31, checked in ``_taps``), so the result is Pillow's to the bit; as a product it
+    takes a fraction of the time of one gather per filter tap (issue 28's profile of the embedding jobs)."""
+    dense = torch.zeros(index.shape[0], x.shape[-1], dtype=torch.float64, device=x.device)
+    dense.scatter_add_(1, index.long(), weights.to(torch.float64))  # clipped edge taps carry weight 0
+    out = torch.matmul(x.to(torch.float64), dense.T).to(torch.int64)
+    return torch.clamp((out + (1 << (PRECISION_BITS - 1))) >> PRECISION_BITS, 0, 255).to(torch.int32)
 
 
 def _vertical_first(in_h: int, in_w: int, height: int, width: int) -> bool:

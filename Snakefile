@@ -63,3 +63,21 @@ rule all:
     input:
         all_targets(),
     default_target: True
+
+
+# Warm starts (samesky.steps.warm): on a local run, each job forks from a server that imported torch,
+# scikit-learn and the rest once, instead of spending seconds importing them itself. SAMESKY_WARM=0: off.
+WARM_SERVERS = []
+
+
+onstart:
+    if not workflow.non_local_exec:
+        WARM_SERVERS.extend(warm.start(f"{RESULTS}/logs/warm_start.log"))
+
+
+onsuccess:
+    warm.stop(WARM_SERVERS)
+
+
+onerror:
+    warm.stop(WARM_SERVERS)

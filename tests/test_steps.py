@@ -129,3 +129,51 @@ def test_every_step_is_reachable_by_its_rule_name():
     """samesky.steps.<rule> is the step, for every rule (a stage module named like a rule would shadow it)."""
     for name, s in STEPS.items():
         assert getattr(steps, name) is s, name
+
+
+def _job(rule, inputs, outputs, log):
+    """What a rule's script gets from Snakemake (``snakemake``), as far as a step reads it."""
+    from types import SimpleNamespace
+
+    from snakemake.iocontainers import Namedlist
+
+    return SimpleNamespace(rule=rule, input=Namedlist(fromdict=inputs), output=Namedlist(fromdict=outputs),
+                           params=Namedlist(fromdict={}), log=Namedlist(fromdict={"log": str(log)}), threads=1,
+                           config={"seed": 1})
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="warm starts are Linux-only")
+def test_a_warm_copy_runs_a_job_as_its_own_process_would_and_fails_as_it_would(tmp_path, monkeypatch):
+    """samesky.steps.warm: a server forks a copy for a job; the copy writes the job's outputs and log and
+    reports success; a job whose step fails gets exit status 1 and its traceback in its log."""
+    import time
+
+    from samesky.steps import warm
+
+    monkeypatch.delenv(warm.ENV, raising=False)  # restored after the test
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    assert warm.run(_job("crossmatch_summary", {}, {}, tmp_path / "x.log")) is None  # no server: run as usual
+    for pair in ("a_hsc", "b_hsc"):
+        pd.DataFrame({"pair": [pair], "matched": [3]}).to_csv(tmp_path / f"{pair}.csv", index=False)
+    servers = warm.start(tmp_path / "warm.log")
+    try:
+        deadline = time.time() + 300
+        while not warm.ready(1) and time.time() < deadline:
+            assert all(s.poll() is None for s in servers), (tmp_path / "warm.log").read_text()
+            time.sleep(0.2)
+        out = {"table": str(tmp_path / "summary.csv"), "provenance": str(tmp_path / "summary.provenance.json")}
+        done = _job("crossmatch_summary", {"summaries": [str(tmp_path / f"{p}.csv") for p in ("a_hsc", "b_hsc")]},
+                    out, tmp_path / "ok.log")
+        assert warm.run(done) == 0
+        assert list(pd.read_csv(out["table"])["pair"]) == ["a_hsc", "b_hsc"]
+        assert json.loads((tmp_path / "summary.provenance.json").read_text())["step"] == "crossmatch_summary"
+        assert "ran in a warm copy" in (tmp_path / "ok.log").read_text()
+        failed = _job("crossmatch_summary", {"summaries": [str(tmp_path / "missing.csv")]},
+                      {"table": str(tmp_path / "never.csv")}, tmp_path / "failed.log")
+        assert warm.run(failed) == 1
+        log = (tmp_path / "failed.log").read_text()
+        assert "step crossmatch_summary failed" in log and "missing.csv" in log and "Traceback" in log
+        assert not (tmp_path / "never.csv").exists()
+    finally:
+        warm.stop(servers)
+    assert all(s.poll() is not None for s in servers)

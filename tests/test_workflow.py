@@ -297,6 +297,11 @@ def test_end_to_end_on_a_small_mini_universe(finished):
                      "pretrain_mini_specformer/specformer-base.log", "embed/specformer-base.log",
                      "prepare_images/desi_hsc/hsc.log", "resample_spectra/sdss_hsc.log"]:
         assert (results / "logs" / rule_log).stat().st_size > 0
+    # issue 28: a local run's jobs ran in warm copies (samesky.steps.warm), all but the first few, which start
+    # while the servers import; the killed-run test below shows that a cold run gives the same tables
+    logs = list((results / "logs").rglob("*.log"))
+    warm = [p for p in logs if "ran in a warm copy" in p.read_text()]
+    assert len(warm) > len(logs) / 2, f"{len(warm)} of {len(logs)} jobs ran warm"
     # a second run finds nothing to do
     assert "Nothing to be done" in _snakemake(["--cores", "2", *TEST_RUN], finished)
 
@@ -619,7 +624,9 @@ DOWNSTREAM_OF_EMBEDDINGS = ("embeddings", "alignment", "probes/predictions", "ta
 def test_killed_run_resumes_to_the_same_tables_as_an_uninterrupted_one(finished, tmp_path):
     """SIGKILL the whole workflow during an embedding job, rerun it, and compare every table byte for byte
     with the uninterrupted run (which also shows that two runs give identical tables). The run starts from
-    a copy of the finished one without its embeddings and what follows them: the part a kill can hurt."""
+    a copy of the finished one without its embeddings and what follows them: the part a kill can hurt.
+    The kill takes the warm servers and their copies with it (one process group); the rerun is cold
+    (SAMESKY_WARM=0), so its tables equal to the byte the warm run's (issue 28)."""
     import os
     import signal
     import time
@@ -642,6 +649,10 @@ def test_killed_run_resumes_to_the_same_tables_as_an_uninterrupted_one(finished,
     assert proc.poll() is None, "the workflow ended before an embedding job started"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    gone = time.time() + 10
+    while _live_in_group(proc.pid) and time.time() < gone:
+        time.sleep(0.1)
+    assert not _live_in_group(proc.pid), "nothing of the run is left: Snakemake, its jobs, the warm servers, copies"
     written = list(embeddings.rglob("*.parquet")) if embeddings.exists() else []
     assert len(written) < 10, "killed before every embedding was written"
     assert any(not (embeddings / p.stem).exists() for p in embed_logs.glob("*.log")), "killed inside a job"
@@ -650,7 +661,8 @@ def test_killed_run_resumes_to_the_same_tables_as_an_uninterrupted_one(finished,
         assert len(ids) == meta["data"]["n_objects"]
     # SIGKILL leaves Snakemake's lock behind; the documented recovery is --unlock, then the same command
     _snakemake(["--unlock", *TEST_RUN], other)
-    _snakemake(["--cores", "2", *TEST_RUN], other)
+    _snakemake(["--cores", "2", *TEST_RUN], other, env={**os.environ, "SAMESKY_WARM": "0"})
+    assert not any("ran in a warm copy" in p.read_text() for p in embed_logs.glob("*.log")), "the rerun was cold"
     assert not list((other / "results").rglob("*.partial")), "no temporary output is left behind"
     for table in TABLES:
         assert (other / "results" / table).read_bytes() == (finished / "results" / table).read_bytes(), table
@@ -679,6 +691,21 @@ def test_another_kernel_set_and_thread_count_reach_the_same_conclusions(finished
     spread = pd.read_csv(tmp_path / "spread.csv")
     assert spread["within"].all() and len(spread) > 100
     print(proc.stdout.splitlines()[0])  # how many tables were identical and how many within tolerance
+
+
+def _live_in_group(pgid: int) -> list[int]:
+    """The processes of process group ``pgid`` that still run (not zombies), from /proc."""
+    from pathlib import Path
+
+    live = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":  # state, ppid, pgrp
+            live.append(int(stat.parent.name))
+    return live
 
 
 def _modified_after(path, when) -> bool:

@@ -12,7 +12,7 @@ from samesky.config import ConfigError, EmbeddingRef, check_config, pair_dataset
 from samesky.config import embedding_jobs as config_embedding_jobs
 from samesky.registry import spec_by_name, specs_of
 from samesky.surveys import modality_of
-from samesky.steps import STEPS
+from samesky.steps import STEPS, warm
 
 for _section in ("probes", "downstream"):  # `probes: null` in a later --configfile switches a stage off (a config
     if _section in config and config[_section] is None:  # file cannot delete a key)

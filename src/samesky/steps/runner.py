@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import sys
 import traceback
 import warnings
@@ -216,11 +217,23 @@ def job_log(log_file: str | Path | None, level: int = logging.INFO):
 
 
 def run_rule(smk) -> None:
-    """Run the step named after the Snakemake rule ``smk.rule`` (the one script every rule calls).
+    """Run the step named after the Snakemake rule ``smk.rule`` (the one script every rule calls): in a
+    warm copy of a local run's server where one answers (``samesky.steps.warm``), else in this process."""
+    from . import warm
 
-    The rule's params become the settings: ``params.config`` holds the config keys the step declares, the
-    other params (a wildcard's pair, the files of a pair) are merged beside them.
-    """
+    status = warm.run(smk)
+    if status is not None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    run_in_process(smk)
+    _end_job()
+
+
+def run_in_process(smk) -> None:
+    """Run the step of rule ``smk.rule`` here. The rule's params become the settings: ``params.config``
+    holds the config keys the step declares, the other params (a wildcard's pair, the files of a pair) are
+    merged beside them."""
     from . import STEPS as registered  # every step module imported
 
     if smk.rule not in registered:
@@ -236,7 +249,6 @@ def run_rule(smk) -> None:
         _yield_cpu()
     registered[smk.rule].run(dict(smk.input.items()), dict(smk.output.items()), settings, config=smk.config,
                              log_file=smk.log[0] if smk.log else None)
-    _end_job()
 
 
 # `snakemake --cores 8` on a 2-core laptop runs 8 jobs at once; the kernel would share the cores among
@@ -249,8 +261,6 @@ BACKGROUND_NICE = 19
 
 
 def _yield_cpu() -> None:
-    import os
-
     if "SLURM_JOB_ID" in os.environ:
         return
     try:
@@ -267,7 +277,6 @@ def _end_job() -> None:
     run; what is skipped is the interpreter's teardown of its modules, which with torch and transformers
     loaded takes 0.5 to 1 s a job (measured), more than the work of many jobs."""
     import atexit
-    import os
 
     sys.stdout.flush()
     sys.stderr.flush()

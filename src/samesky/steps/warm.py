@@ -4,8 +4,9 @@ Each job is a new Python process, and on the embedded default most of a job's ti
 torch, transformers, scikit-learn, astropy, datasets and matplotlib (about 1 to 3 s a job, over ~100
 jobs; issue 28's profile). On a local run, the Snakefile's ``onstart`` starts a server for each thread
 count in ``THREAD_COUNTS`` (``start``); each has imported those libraries once and forks a copy of itself
-for every job that asks (``run``). The copy runs the job's step exactly as the job would (same step, files, settings, working
-folder, environment and output streams) and reports its exit status to the job, which exits with it.
+for every job that asks (``run``). The copy runs the job's step exactly as the job would (same step, files,
+settings, working folder, environment and output streams) and reports its exit status to the job, which
+exits with it.
 
 What stays as it was: Snakemake's DAG, jobs, logs and outputs; a job that finds no server (a cluster
 job, another operating system, ``SAMESKY_WARM=0``, a server still starting or gone) runs as before. What

@@ -175,6 +175,9 @@ def mknn(nn_a: np.ndarray, nn_b: np.ndarray, k: int | None = None) -> float:
     return float(overlap_counts(nn_a[:, :k], nn_b[:, :k]).mean() / k)
 
 
+DENSE_NULL_BYTES = 256 * 2**20  # the lookup table's size limit: N up to 16k
+
+
 def permutation_null(nn_a: np.ndarray, nn_b: np.ndarray, k: int, n_permutations: int, seed: int) -> np.ndarray:
     """MKNN of A against B with B's rows shuffled, for many shuffles, from the neighbour sets alone.
 
@@ -205,9 +208,6 @@ def permutation_null(nn_a: np.ndarray, nn_b: np.ndarray, k: int, n_permutations:
             shared = np.count_nonzero(a[:, :, None] == shuffled[:, None, :])
         scores[j] = shared / n / k  # = counts.mean() / k
     return scores
-
-
-DENSE_NULL_BYTES = 256 * 2**20  # the lookup table's size limit: N up to 16k
 
 
 def chance_level(n: int, k: int) -> float:

@@ -121,7 +121,7 @@ def build_hub(root: Path, specs, universe: dict, n_galaxies: int = 500, seed: in
 
     cfg = {**universe, "n_galaxies": n_galaxies}
     mini = root / "_universe"
-    build_mini_universe(cfg, seed, mini / "hub", mini / "truth.parquet")
+    build_mini_universe(cfg, seed, mini / "hub", mini / "truth.parquet", workers=2)
     parents = {s: load_dataset(str(mini / "hub" / s), split="train") for s in ("hsc", *PAIRS.values())}
     from mmu_layout import write_mmu_parent
 

@@ -257,3 +257,30 @@ def test_r2_tables_score_the_test_and_train_rows_with_the_fit_and_every_row_out_
                 assert rows[s].loc[method, t] == pytest.approx(expected), (s, method, t)
     with pytest.raises(ValueError, match="split must be test, train or oof"):
         r2_table(sample, preds, "validation")
+
+
+UMAP_IN_A_NEW_PROCESS = """
+import hashlib, sys
+import numpy as np
+from numba.core.registry import CPUDispatcher
+from samesky.probes.structure import _umap_cached, umap_2d
+
+x = np.random.default_rng(0).normal(size=(60, 8))
+projection = umap_2d(x, seed=0)
+umap = _umap_cached()
+hits = sum(sum(f.stats.cache_hits.values()) for module in (umap.umap_, umap.utils, umap.layouts)
+           for f in vars(module).values() if isinstance(f, CPUDispatcher))
+print(hits, hashlib.sha256(np.ascontiguousarray(projection).tobytes()).hexdigest())
+"""
+
+
+def test_a_later_process_loads_umaps_compiled_code_from_the_cache_and_projects_the_same():
+    """umap compiles its numba functions in every process unless they are cached (~12 s a structure job,
+    issue 28): the second of two fresh processes finds them in numba's cache, and projects to the same bits."""
+    import subprocess
+    import sys
+
+    runs = [subprocess.run([sys.executable, "-c", UMAP_IN_A_NEW_PROCESS], capture_output=True, text=True,
+                           timeout=600, check=True).stdout.split() for _ in range(2)]
+    assert int(runs[1][0]) > 0, runs  # functions loaded from the cache, not compiled again
+    assert runs[0][1] == runs[1][1]

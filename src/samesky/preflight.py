@@ -164,7 +164,9 @@ def check_side(found: Findings, name: str, pair: str, survey: str, ds, needs: di
            "finite": "", "ivar > 0": "", "masked": "", "constant rows": "", "wavelength (A)": "", "status": "ok"}
     found.rows["sides"].append(row)
     what = f"dataset {name}"
-    values = ds.with_format("numpy")[column]  # there, with its fields: the callers ran the audit's checks
+    # there, with its fields (the callers ran the audit's checks); formatted once: a column of a formatted
+    # dataset formats every row again on each pass, and the checks make several (most of a preflight's time)
+    values = list(ds.with_format("numpy")[column])
     first = values[0]
     row["fields"] = ", ".join(sorted(first))
     if kind == "image":

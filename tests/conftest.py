@@ -55,7 +55,7 @@ def paper_config(default_config) -> dict:
 @pytest.fixture(scope="session")
 def mini(tmp_path_factory):
     """A 400-galaxy mini universe built with the default survey settings (built once, its surveys rendered
-    side by side, ~8 s)."""
+    side by side)."""
     from samesky.mini_universe import build_mini_universe
 
     with open(REPO / "config.yaml") as fh:

@@ -78,7 +78,7 @@ def umap_2d(x: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> np.ndarray:
 @functools.cache
 def _umap_cached():
     """umap, with numba's on-disk cache turned on for its compiled functions. umap does not cache them, so
-    every process compiled them again on its first projection: about 12 s of a 13 s structure job on the
+    every process compiled them again on its first projection: about 12 s of a 14 s structure job on the
     mini universe (issue 28). Cached, a later process loads the same machine code in a fraction of a second
     (numba's cache sits beside umap's sources, or in the user's cache folder where those are read-only; it
     is keyed on the sources and the CPU, so an upgrade or another machine compiles afresh)."""

@@ -62,7 +62,8 @@ def test_the_same_seed_gives_the_same_universe_with_any_number_of_workers(mini, 
     again = build_mini_universe(mini["cfg"], 7, tmp_path / "hub", tmp_path / "truth.parquet", workers=1)
     pd.testing.assert_frame_equal(again, mini["truth"])
     files = sorted(f.relative_to(mini["hub"]) for f in mini["hub"].rglob("*") if f.is_file())
-    assert files and files == sorted(f.relative_to(tmp_path / "hub") for f in (tmp_path / "hub").rglob("*") if f.is_file())
+    again_files = sorted(f.relative_to(tmp_path / "hub") for f in (tmp_path / "hub").rglob("*") if f.is_file())
+    assert files and files == again_files
     for path in files:  # every survey's shards and cards, byte for byte
         assert (mini["hub"] / path).read_bytes() == (tmp_path / "hub" / path).read_bytes(), path
 

@@ -131,23 +131,27 @@ def test_every_step_is_reachable_by_its_rule_name():
         assert getattr(steps, name) is s, name
 
 
-def _job(rule, inputs, outputs, log):
+def _job(rule, inputs, outputs, log, params=None):
     """What a rule's script gets from Snakemake (``snakemake``), as far as a step reads it."""
     from types import SimpleNamespace
 
     from snakemake.iocontainers import Namedlist
 
     return SimpleNamespace(rule=rule, input=Namedlist(fromdict=inputs), output=Namedlist(fromdict=outputs),
-                           params=Namedlist(fromdict={}), log=Namedlist(fromdict={"log": str(log)}), threads=1,
-                           config={"seed": 1})
+                           params=Namedlist(fromdict=params or {}), log=Namedlist(fromdict={"log": str(log)}),
+                           threads=1, config={"seed": 1})
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="warm starts are Linux-only")
 def test_a_warm_copy_runs_a_job_as_its_own_process_would_and_fails_as_it_would(tmp_path, monkeypatch):
     """samesky.steps.warm: a server forks a copy for a job; the copy writes the job's outputs and log and
-    reports success; a job whose step fails gets exit status 1 and its traceback in its log."""
+    reports success; a job whose step fails gets exit status 1 and its traceback in its log. A model's
+    first build imports ~1100 modules that torch and transformers load on first use (~1.7 s a job): the
+    server has them already (PRELOAD), so the copy that makes a model imports next to none."""
+    import re
     import time
 
+    from samesky.registry import model_specs
     from samesky.steps import warm
 
     monkeypatch.delenv(warm.ENV, raising=False)  # restored after the test
@@ -168,6 +172,12 @@ def test_a_warm_copy_runs_a_job_as_its_own_process_would_and_fails_as_it_would(t
         assert list(pd.read_csv(out["table"])["pair"]) == ["a_hsc", "b_hsc"]
         assert json.loads((tmp_path / "summary.provenance.json").read_text())["step"] == "crossmatch_summary"
         assert "ran in a warm copy" in (tmp_path / "ok.log").read_text()
+        spec = model_specs([{"family": "vit", "sizes": ["base"]}])["vit-base"]
+        model = _job("fetch_model", {}, {"model": str(tmp_path / "vit-base")}, tmp_path / "model.log",
+                     {"config": {"model_weights": "mini", "seed": 1}, "spec": spec})
+        assert warm.run(model) == 0 and (tmp_path / "vit-base" / "samesky_model.json").exists()
+        imported = re.search(r"(\d+) modules imported beyond", (tmp_path / "model.log").read_text())
+        assert int(imported.group(1)) < 100, imported.group(0)  # ~1100 with torch.nn and transformers' lazy ones
         failed = _job("crossmatch_summary", {"summaries": [str(tmp_path / "missing.csv")]},
                       {"table": str(tmp_path / "never.csv")}, tmp_path / "failed.log")
         assert warm.run(failed) == 1

@@ -44,6 +44,10 @@ PRELOAD = ("numpy", "pandas", "pyarrow.parquet", "scipy.stats", "scipy.ndimage",
            "sklearn.cluster", "sklearn.metrics", "sklearn.preprocessing", "sklearn.decomposition", "matplotlib",
            "matplotlib.pyplot", "matplotlib.backends.backend_pdf", "astropy.units", "astropy.coordinates",
            "astropy.table", "datasets", "torch", "transformers", "faiss", "specutils", "PIL.Image",
+           # what torch and transformers import on first use, not on import: a model's first build or load
+           # (transformers.modeling_utils) and an optimiser's first step (torch._dynamo, sympy), ~1.7 s a job
+           "torch._dynamo", "transformers.modeling_utils", "tokenizers", "scipy.io", "scipy.signal",
+           "samesky.embed.hf",
            "snakemake.script", "samesky.io", "samesky.provenance", "samesky.embed.models", "samesky.embed.run",
            "samesky.embed.images", "samesky.embed.spectra", "samesky.probes.analyses", "samesky.probes.figures",
            "samesky.probes.robustness", "samesky.probes.targets", "samesky.align.scores", "samesky.align.knn",
@@ -192,7 +196,7 @@ def _job(conn) -> None:
     import threading
     import traceback
 
-    status, job = 1, {}
+    status, job, preloaded = 1, {}, len(sys.modules)
     try:
         header, fds, _, _ = socket.recv_fds(conn, 8, 3)
         job = pickle.loads(_receive(conn, struct.unpack("!Q", header)[0]))
@@ -206,6 +210,7 @@ def _job(conn) -> None:
         threading.Thread(target=_end_with_the_job, args=(conn,), daemon=True).start()
         from .runner import run_in_process
 
+        preloaded = len(sys.modules)
         run_in_process(job["smk"])
         status = 0
     except BaseException:  # noqa: BLE001  (as a job's own process would: the traceback, then exit 1)
@@ -222,7 +227,8 @@ def _job(conn) -> None:
         if logs:  # what the benchmark file cannot see
             with open(logs[0], "a") as fh:
                 fh.write(f"samesky.steps.warm: this job ran in a warm copy: {usage.ru_utime + usage.ru_stime:.1f} s "
-                         f"of CPU, peak memory {usage.ru_maxrss / 1024:.0f} MB\n")
+                         f"of CPU, peak memory {usage.ru_maxrss / 1024:.0f} MB, {len(sys.modules) - preloaded} "
+                         f"modules imported beyond the server's (PRELOAD)\n")
         sys.stdout.flush()
         sys.stderr.flush()
         try:

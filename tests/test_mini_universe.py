@@ -95,6 +95,47 @@ def test_the_lines_are_subtracted_as_one_line_at_a_time_over_the_whole_grid_woul
             np.testing.assert_array_equal(pop.line_absorption(wave, t_age, log_z), expected, err_msg=name)
 
 
+def _cutouts(n, seed):
+    rng = np.random.default_rng(seed)
+    for i in range(n):  # rows in the image surveys' layout: two bands of 16 x 16 flux, ivar and mask
+        mask = rng.random((2, 16, 16)) < 0.01
+        ivar = np.where(mask, 0, np.array([4.0, 2.0])[:, None, None]).astype(np.float32)  # long runs, as real ones
+        yield {"object_id": f"g{i}", "ra": rng.uniform(0, 1), "dec": rng.uniform(0, 1),
+               "image": {"band": ["HSC-G", "HSC-R"], "flux": list(rng.normal(size=(2, 16, 16)).astype(np.float32)),
+                         "ivar": list(ivar), "mask": list(mask), "psf_fwhm": [0.6, 0.7], "scale": [0.17, 0.17]},
+               "mag_r": rng.uniform(17, 22)}
+
+
+def _spectra(n, seed):
+    rng = np.random.default_rng(seed)
+    for i in range(n):  # rows in the spectral surveys' layout, 12 pixels each
+        row = {"object_id": str(i), "ra": rng.uniform(0, 1), "dec": rng.uniform(0, 1),
+               "spectrum": {"flux": rng.normal(size=12).astype(np.float32),
+                            "ivar": rng.uniform(size=12).astype(np.float32), "lsf_sigma": np.full(12, 0.8, np.float32),
+                            "lambda": np.linspace(3600, 3611, 12, dtype=np.float32), "mask": rng.random(12) < 0.1}}
+        yield row | {k: rng.uniform() for k in ("Z", "ZERR", "FLUX_G", "FLUX_R", "FLUX_Z")} | {
+            "ZWARN": 0, "IS_BGS_BRIGHT": bool(i % 2), "IS_BGS_FAINT": not i % 2}
+
+
+@pytest.mark.parametrize("layout", ["image", "spectrum"])
+def test_the_hub_files_are_the_ones_datasets_from_generator_writes(layout, tmp_path):
+    """write_hub_dataset builds Arrow record batches itself (issue 28: a third of the mini universe's time
+    went to datasets turning each cutout into lists): over more rows than one batch, its parquet is byte for
+    byte the one Dataset.from_generator and to_parquet write."""
+    from datasets import Dataset
+
+    from samesky.mini_universe.build import image_features, spectrum_features, write_hub_dataset
+
+    rows, features = {"image": (_cutouts, image_features(["HSC-G", "HSC-R"], 16)),
+                      "spectrum": (_spectra, spectrum_features())}[layout]
+    write_hub_dataset(rows, {"n": 1500, "seed": 3}, features, tmp_path / "ours", "test rows")
+    reference = Dataset.from_generator(rows, features=features, gen_kwargs={"n": 1500, "seed": 3},
+                                       cache_dir=str(tmp_path / "cache"))
+    reference.to_parquet(str(tmp_path / "reference.parquet"))
+    ours = (tmp_path / "ours" / "data" / "train-00000-of-00001.parquet").read_bytes()
+    assert ours == (tmp_path / "reference.parquet").read_bytes()
+
+
 def test_spectra_carry_the_shared_properties(mini):
     """Emission lines follow sSFR: star-forming galaxies show Halpha, quenched ones do not."""
     truth = mini["truth"].set_index("desi_object_id")

@@ -119,9 +119,10 @@ class ModelSpec:
 
 @functools.cache
 def zoo() -> dict:
-    """The zoo's families as written in zoo.yaml (family -> entry with a ``sizes`` mapping)."""
+    """The zoo's families as written in zoo.yaml (family -> entry with a ``sizes`` mapping). Read with
+    libyaml where PyYAML has it (the same data, ~10 x faster: every snakemake command reads the zoo)."""
     with open(ZOO) as fh:
-        return yaml.safe_load(fh)
+        return yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def is_control_family(family: str) -> bool:

@@ -241,8 +241,9 @@ def _list_column(per_row: list, list_type):
     offsets = pa.array(np.concatenate([[0], np.cumsum([len(x) for x in per_row])]).astype(np.int32))
     item_type = list_type.value_type
     if not isinstance(item_type, pa.ExtensionType):
-        flat = [item for x in per_row for item in x]
-        return pa.ListArray.from_arrays(offsets, pa.array(flat, type=item_type))
+        if all(isinstance(x, np.ndarray) for x in per_row):  # a spectrum's pixels: one buffer
+            return pa.ListArray.from_arrays(offsets, pa.array(np.concatenate(per_row), type=item_type))
+        return pa.ListArray.from_arrays(offsets, pa.array([item for x in per_row for item in x], type=item_type))
     cutouts = np.stack([np.asarray(a) for x in per_row for a in x])  # (items, rows, columns)
     n_items, n_rows, n_cols = cutouts.shape
     storage = item_type.storage_type  # list<list<dtype>>

@@ -46,7 +46,7 @@ METAL_FOREST = np.column_stack([
 ])
 # Balmer absorption of A stars: deep in populations ~0.3-1 Gyr old, shallow in old ones (centre A, width A, depth)
 BALMER_ABSORPTION = [(4102.9, 14.0, 0.25), (4341.7, 14.0, 0.22), (4862.7, 14.0, 0.18), (3890.2, 10.0, 0.2)]
-# the three tables as columns, in order (continuum subtracts the lines in this order)
+# the three tables as columns, in order (line_absorption subtracts the lines in this order)
 LINE_CENTRE, LINE_WIDTH, LINE_BASE = np.concatenate([np.asarray(ABSORPTION_LINES), METAL_FOREST,
                                                      np.asarray(BALMER_ABSORPTION)]).T.copy()
 N_STRONG, N_METAL = len(ABSORPTION_LINES), len(ABSORPTION_LINES) + len(METAL_FOREST)

@@ -16,7 +16,7 @@ folder (which Snakemake does not take as inputs one by one), the paths in ``sett
 Python warnings, everything written to ``sys.stdout``/``sys.stderr`` (progress bars included) and, if
 the step fails, its traceback; the records of the inputs named ``provenance`` are read and carried
 forward; the ``provenance`` output, if the rule has one, is written atomically. A step runs the same
-with or without Snakemake (``run_rule`` is the Snakemake side).
+with or without Snakemake (``samesky.steps.run_rule`` is the Snakemake side).
 """
 
 from __future__ import annotations
@@ -216,25 +216,13 @@ def job_log(log_file: str | Path | None, level: int = logging.INFO):
             stream.close()
 
 
-def run_rule(smk) -> None:
-    """Run the step named after the Snakemake rule ``smk.rule`` (the one script every rule calls): in a
-    warm copy of a local run's server where one answers (``samesky.steps.warm``), else in this process."""
-    from . import warm
-
-    status = warm.run(smk)
-    if status is not None:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
-    run_in_process(smk)
-    _end_job()
-
-
 def run_in_process(smk) -> None:
     """Run the step of rule ``smk.rule`` here. The rule's params become the settings: ``params.config``
     holds the config keys the step declares, the other params (a wildcard's pair, the files of a pair) are
     merged beside them."""
-    from . import STEPS as registered  # every step module imported
+    from . import import_stages
+
+    registered = import_stages()
 
     if smk.rule not in registered:
         raise KeyError(f"rule '{smk.rule}' has no step in samesky.steps (known: {sorted(registered)})")
@@ -272,7 +260,7 @@ def _yield_cpu() -> None:
             pass
 
 
-def _end_job() -> None:
+def end_job() -> None:
     """End a finished job's process at once. Every output is closed and in place, and the atexit handlers
     run; what is skipped is the interpreter's teardown of its modules, which with torch and transformers
     loaded takes 0.5 to 1 s a job (measured), more than the work of many jobs."""

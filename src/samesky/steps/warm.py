@@ -145,14 +145,25 @@ def serve(name: str, threads: int) -> None:
     import importlib
     import signal
 
-    for module in PRELOAD:
+    from . import STAGES
+
+    for module in (*PRELOAD, *(f"{__package__}.{stage}" for stage in STAGES)):  # the steps themselves too
         try:
             importlib.import_module(module)
         except Exception as exc:  # noqa: BLE001  (the job imports it itself, and fails there if it must)
             print(f"warm server ({threads} threads): {module} not preloaded: {exc}", file=sys.stderr)
+    import weakref
+
     import matplotlib
 
+    from .. import provenance
+
     matplotlib.use("Agg")
+    provenance.package_versions()  # cached: every job's record reads them (from each package's metadata)
+    provenance.machine()
+    for obj in gc.get_objects():  # the server's own finalizers (torch's 176 operator libraries) are not a
+        if isinstance(obj, weakref.finalize):  # job's: run at each copy's exit they took ~35 ms a job, for
+            obj.atexit = False  # state that its os._exit drops anyway
     gc.collect()
     gc.freeze()  # the preloaded objects stay shared with every copy (no copy-on-write from the collector)
     parent = os.getppid()

@@ -159,7 +159,9 @@ def serve(name: str, threads: int) -> None:
     from .. import provenance
 
     matplotlib.use("Agg")
-    provenance.package_versions()  # cached: every job's record reads them (from each package's metadata)
+    # read once here and cached for every copy: the package versions (each package's metadata) and the CPU's
+    # name (/proc/cpuinfo), which every job's provenance record holds
+    provenance.package_versions()
     provenance.machine()
     for obj in gc.get_objects():  # the server's own finalizers (torch's 176 operator libraries) are not a
         if isinstance(obj, weakref.finalize):  # job's: run at each copy's exit they took ~35 ms a job, for
